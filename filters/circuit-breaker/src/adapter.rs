@@ -1,0 +1,223 @@
+//! The Envoy side: translates proxy-wasm callbacks into engine calls and engine decisions into
+//! host calls. No policy lives here.
+
+use crate::config::BreakerConfig;
+use crate::engine::{
+    Engine, Host, Level, MetricId, MetricKind, RequestVerdict, Ticket, WorkerState,
+};
+use breakwater_common::abi::{Action, Plugin, Stream};
+use breakwater_common::flags::{decode_flags, decode_u64};
+use breakwater_common::hostcall::{self, LogLevel, MetricType};
+use breakwater_common::request::AttributeSource;
+use breakwater_common::shared::{SetError, SharedStore};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Filter-state keys (read them as `%FILTER_STATE(wasm.<key>:PLAIN)%`).
+pub const FS_BREAKER: &str = "breakwater.circuit_breaker.breaker";
+pub const FS_DECISION: &str = "breakwater.circuit_breaker.decision";
+pub const FS_STATE: &str = "breakwater.circuit_breaker.state";
+pub const FS_OUTCOME: &str = "breakwater.circuit_breaker.outcome";
+
+breakwater_common::export_filter!(|context_id| -> Box<dyn Plugin> {
+    Box::new(BreakerRoot {
+        context_id,
+        engine: None,
+        worker: None,
+    })
+});
+
+/// Host calls for the engine.
+struct Envoy;
+
+impl SharedStore for Envoy {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        hostcall::get_shared_data(key).map_err(|s| format!("get_shared_data status {}", s.0))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        match hostcall::set_shared_data(key, value, cas) {
+            Ok(()) => Ok(()),
+            Err(hostcall::CAS_MISMATCH) => Err(SetError::CasMismatch),
+            Err(s) => Err(SetError::Host(format!("set_shared_data status {}", s.0))),
+        }
+    }
+}
+
+impl Host for Envoy {
+    fn now_ms(&self) -> u64 {
+        hostcall::now_ms()
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        hostcall::log(level, message);
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        hostcall::define_metric(kind, name).ok()
+    }
+
+    fn add_metric(&self, id: MetricId, delta: i64) {
+        let _ = hostcall::increment_metric(id, delta);
+    }
+
+    fn set_gauge(&self, id: MetricId, value: u64) {
+        let _ = hostcall::record_metric(id, value);
+    }
+}
+
+/// The current request, read through the host.
+struct Request;
+
+impl AttributeSource for Request {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcall::request_header(name)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcall::property(path)
+    }
+}
+
+struct BreakerRoot {
+    /// Seeds this worker's jitter source, together with the clock.
+    context_id: u32,
+    engine: Option<Rc<Engine>>,
+    worker: Option<Rc<RefCell<WorkerState>>>,
+}
+
+impl Plugin for BreakerRoot {
+    fn configure(&mut self, configuration: &[u8]) -> bool {
+        let config = match BreakerConfig::parse(configuration) {
+            Ok(config) => config,
+            Err(err) => {
+                // One line naming the field and the reason; Envoy keeps the previous config.
+                Envoy.log(
+                    Level::Error,
+                    &format!("breakwater circuit-breaker: invalid configuration: {err}"),
+                );
+                return false;
+            }
+        };
+        let plugin_name = hostcall::property(&["plugin_name"])
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let engine = Engine::new(config, &plugin_name, &Envoy);
+        engine.prepare(&Envoy);
+        Envoy.log(
+            Level::Info,
+            &format!(
+                "breakwater circuit-breaker: configured {} breaker(s) for plugin \"{plugin_name}\"",
+                engine.breaker_count()
+            ),
+        );
+        let seed = hostcall::now_nanos() ^ u64::from(self.context_id);
+        self.worker = Some(Rc::new(RefCell::new(WorkerState::new(&engine, seed))));
+        self.engine = Some(Rc::new(engine));
+        true
+    }
+
+    fn create_stream(&self) -> Box<dyn Stream> {
+        Box::new(BreakerStream {
+            engine: self.engine.clone(),
+            worker: self.worker.clone(),
+            ticket: None,
+            responded_ms: None,
+        })
+    }
+}
+
+struct BreakerStream {
+    engine: Option<Rc<Engine>>,
+    worker: Option<Rc<RefCell<WorkerState>>>,
+    /// Set when the request was let through and its outcome must be recorded.
+    ticket: Option<Ticket>,
+    responded_ms: Option<u64>,
+}
+
+fn set_filter_state(key: &str, value: &str) {
+    // A failure only loses an access-log field; the request goes on.
+    let _ = hostcall::set_filter_state(key, value.as_bytes());
+}
+
+impl Stream for BreakerStream {
+    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+        let (Some(engine), Some(worker)) = (&self.engine, &self.worker) else {
+            return Action::Continue;
+        };
+        let Ok(mut worker) = worker.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        match engine.on_request(&Envoy, &mut worker, &Request) {
+            RequestVerdict::NotMatched => Action::Continue,
+            RequestVerdict::Admitted(ticket) => {
+                set_filter_state(FS_BREAKER, engine.breaker_name(&ticket.breaker()));
+                set_filter_state(FS_DECISION, ticket.decision.as_str());
+                set_filter_state(FS_STATE, ticket.state);
+                self.ticket = Some(ticket);
+                Action::Continue
+            }
+            RequestVerdict::Rejected(rejection) => {
+                set_filter_state(FS_BREAKER, engine.breaker_name(&rejection.breaker()));
+                set_filter_state(FS_DECISION, "rejected");
+                set_filter_state(FS_STATE, rejection.state);
+                let Some(reply) = engine.reply(&rejection) else {
+                    return Action::Continue;
+                };
+                let mut headers = reply.headers.clone();
+                if let Some(seconds) = reply.retry_after() {
+                    headers.push(("retry-after", seconds));
+                }
+                match hostcall::send_http_response(reply.status, &headers, reply.body) {
+                    Ok(()) => Action::Pause,
+                    // The reply could not be sent: serving the request beats hanging it.
+                    Err(_) => Action::Continue,
+                }
+            }
+        }
+    }
+
+    fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+        if self.ticket.is_some() && self.responded_ms.is_none() {
+            self.responded_ms = Some(hostcall::now_ms());
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some(engine), Some(worker), Some(ticket)) =
+            (&self.engine, &self.worker, self.ticket.take())
+        else {
+            return;
+        };
+        let Ok(mut worker) = worker.try_borrow_mut() else {
+            return;
+        };
+        let status = hostcall::property(&["response", "code"])
+            .and_then(|b| decode_u64(&b))
+            .and_then(|c| u32::try_from(c).ok());
+        let flags = hostcall::property(&["response", "flags"])
+            .map(|b| decode_flags(&b))
+            .unwrap_or(0);
+        if let Some(outcome) = engine.on_complete(
+            &Envoy,
+            &mut worker,
+            &ticket,
+            status,
+            flags,
+            self.responded_ms,
+        ) {
+            set_filter_state(FS_OUTCOME, outcome.as_str());
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The filter's logic between Envoy and the state machine: which breaker owns a request, which
+//! shared state it uses, the compare-and-swap round trips, stats and log lines. Everything the
+//! host provides comes through [`Host`], so this is tested with a fake host.
+
+use crate::config::{BreakerConfig, BreakerSpec, Mode, Split};
+use crate::policy::{self, Admission, CallFacts, Outcome, Transition, Verdict};
+use crate::state::{BreakerState, Phase};
+use breakwater_common::config::format_decimal;
+use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
+use breakwater_common::rng::Rng;
+use breakwater_common::shared::{cas_update, SharedStore, Update};
+
+/// How many times a shared-state update is retried when other workers keep winning the race.
+pub const CAS_ATTEMPTS: u32 = 16;
+/// Per worker and breaker, how many split values known to be in overflow are remembered.
+const OVERFLOW_CACHE: usize = 1024;
+/// Split values are shown in log lines up to this many characters.
+const LABEL_CHARS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+pub type MetricId = u32;
+
+/// What the engine needs from Envoy besides request attributes.
+pub trait Host: SharedStore {
+    fn now_ms(&self) -> u64;
+    fn log(&self, level: Level, message: &str);
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId>;
+    /// Adds to a counter (delta > 0) or a gauge (either sign).
+    fn add_metric(&self, id: MetricId, delta: i64);
+    fn set_gauge(&self, id: MetricId, value: u64);
+}
+
+/// The decision taken for a request, as written to filter state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Passed,
+    Rejected,
+    Probe,
+    DryRunWouldReject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Passed => "passed",
+            Decision::Rejected => "rejected",
+            Decision::Probe => "probe",
+            Decision::DryRunWouldReject => "dry_run_would_reject",
+        }
+    }
+}
+
+/// Which shared state a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateKey {
+    Single,
+    Split(u64),
+    Overflow,
+}
+
+/// A request the breaker let through; handed back at the end of the stream.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    breaker: usize,
+    key: StateKey,
+    /// For log lines about split keys.
+    label: Option<String>,
+    epoch: u32,
+    probe: bool,
+    /// Whether the outcome feeds the state (not for disabled, dry-run-would-reject or failures
+    /// to reach the shared state).
+    accounted: bool,
+    pub arrived_ms: u64,
+    pub decision: Decision,
+    /// The breaker's state when the decision was taken, or the mode when it overrides it.
+    pub state: &'static str,
+}
+
+/// A request the breaker answers itself.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    breaker: usize,
+    retry_after_s: Option<u64>,
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub enum RequestVerdict {
+    /// No breaker matches: leave the request alone.
+    NotMatched,
+    Admitted(Ticket),
+    Rejected(Rejection),
+}
+
+/// A local reply, borrowed from the configuration where possible.
+pub struct Reply<'a> {
+    pub status: u32,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a [u8],
+    /// Owns the Retry-After value the headers point to.
+    retry_after: Option<String>,
+}
+
+impl Reply<'_> {
+    pub fn retry_after(&self) -> Option<&str> {
+        self.retry_after.as_deref()
+    }
+}
+
+/// State each worker keeps to avoid shared-data round trips.
+pub struct WorkerState {
+    rng: Rng,
+    /// Per breaker: split values (hashed) that have their own state.
+    known: Vec<Vec<u64>>,
+    /// Per breaker: split values known to be in the overflow state.
+    overflowed: Vec<Vec<u64>>,
+    overflow_logged: Vec<bool>,
+}
+
+impl WorkerState {
+    pub fn new(engine: &Engine, seed: u64) -> Self {
+        let n = engine.breakers.len();
+        WorkerState {
+            rng: Rng::new(seed),
+            known: vec![Vec::new(); n],
+            overflowed: vec![Vec::new(); n],
+            overflow_logged: vec![false; n],
+        }
+    }
+}
+
+struct Metrics {
+    state: Option<MetricId>,
+    keys_tracked: Option<MetricId>,
+    keys_open: Option<MetricId>,
+    calls_success: Option<MetricId>,
+    calls_failure: Option<MetricId>,
+    calls_slow: Option<MetricId>,
+    calls_unanswered: Option<MetricId>,
+    rejected: Option<MetricId>,
+    dry_run_would_reject: Option<MetricId>,
+    probes: Option<MetricId>,
+    probes_written_off: Option<MetricId>,
+    opened: Option<MetricId>,
+    half_opened: Option<MetricId>,
+    closed: Option<MetricId>,
+    split_overflow: Option<MetricId>,
+    state_errors: Option<MetricId>,
+}
+
+/// The stat name prefix; every breaker's stats are `breakwater.circuit_breaker.<name>.<stat>`.
+pub const STAT_PREFIX: &str = "breakwater.circuit_breaker";
+
+impl Metrics {
+    fn define<H: Host + ?Sized>(host: &H, spec: &BreakerSpec) -> Metrics {
+        let split = spec.split != Split::None;
+        let counter = |stat: &str| {
+            host.define_metric(
+                MetricKind::Counter,
+                &format!("{STAT_PREFIX}.{}.{stat}", spec.name),
+            )
+        };
+        let gauge = |stat: &str, wanted: bool| {
+            if wanted {
+                host.define_metric(
+                    MetricKind::Gauge,
+                    &format!("{STAT_PREFIX}.{}.{stat}", spec.name),
+                )
+            } else {
+                None
+            }
+        };
+        Metrics {
+            state: gauge("state", !split),
+            keys_tracked: gauge("keys_tracked", split),
+            keys_open: gauge("keys_open", split),
+            calls_success: counter("calls.success"),
+            calls_failure: counter("calls.failure"),
+            calls_slow: counter("calls.slow"),
+            calls_unanswered: counter("calls.unanswered"),
+            rejected: counter("rejected"),
+            dry_run_would_reject: counter("dry_run_would_reject"),
+            probes: counter("probes"),
+            probes_written_off: counter("probes_written_off"),
+            opened: counter("transitions.opened"),
+            half_opened: counter("transitions.half_opened"),
+            closed: counter("transitions.closed"),
+            split_overflow: if split {
+                counter("split_overflow")
+            } else {
+                None
+            },
+            state_errors: counter("state_errors"),
+        }
+    }
+}
+
+struct Breaker {
+    spec: BreakerSpec,
+    /// Shared-data key of the single state, or the prefix of split states.
+    state_key: String,
+    registry_key: String,
+    overflow_key: String,
+    metrics: Metrics,
+}
+
+impl Breaker {
+    fn key(&self, key: StateKey) -> String {
+        match key {
+            StateKey::Single => self.state_key.clone(),
+            StateKey::Split(hash) => format!("{}#{hash:016x}", self.state_key),
+            StateKey::Overflow => self.overflow_key.clone(),
+        }
+    }
+}
+
+/// A configured filter instance (one per worker; all share the state in shared data).
+pub struct Engine {
+    breakers: Vec<Breaker>,
+}
+
+fn bump<H: Host + ?Sized>(host: &H, id: Option<MetricId>) {
+    if let Some(id) = id {
+        host.add_metric(id, 1);
+    }
+}
+
+/// One decimal, as in "55.5".
+fn tenths(value: f64) -> String {
+    let s = format_decimal((value * 10.0).round() / 10.0);
+    if s.contains('.') {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
+/// FNV-1a: a stable, dependency-free hash for split values (collisions merely share a state).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A printable, bounded rendering of a split value for log lines.
+fn label(value: &[u8]) -> String {
+    let mut out: String = value
+        .iter()
+        .take(LABEL_CHARS)
+        .map(|b| {
+            if b.is_ascii_graphic() {
+                char::from(*b)
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if value.len() > LABEL_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+impl Engine {
+    /// Builds the engine and defines its stats. `plugin_name` namespaces the shared-data keys:
+    /// under Istio every plugin shares one `vm_id`.
+    pub fn new<H: Host + ?Sized>(config: BreakerConfig, plugin_name: &str, host: &H) -> Engine {
+        let breakers = config
+            .breakers
+            .into_iter()
+            .map(|spec| {
+                let base = format!("breakwater.circuit_breaker/{plugin_name}/{}", spec.name);
+                Breaker {
+                    metrics: Metrics::define(host, &spec),
+                    registry_key: format!("{base}#keys"),
+                    overflow_key: format!("{base}#overflow"),
+                    state_key: base,
+                    spec,
+                }
+            })
+            .collect();
+        Engine { breakers }
+    }
+
+    pub fn breaker_count(&self) -> usize {
+        self.breakers.len()
+    }
+
+    /// Creates missing shared states (before traffic, so creation does not race with updates)
+    /// and sets the state gauges from what shared data holds.
+    pub fn prepare<H: Host + ?Sized>(&self, host: &H) {
+        for b in &self.breakers {
+            let window = b.spec.trip.window;
+            let keys: &[&String] = if b.spec.split == Split::None {
+                &[&b.state_key]
+            } else {
+                &[&b.overflow_key]
+            };
+            for key in keys {
+                if let Ok(None) = host.get(key) {
+                    let _ = host.set(key, &BreakerState::fresh(window).encode(), 0);
+                }
+            }
+            if let Some(gauge) = b.metrics.state {
+                let phase = match b.spec.mode {
+                    Mode::ForcedOpen => Phase::Open,
+                    Mode::Disabled => Phase::Closed,
+                    Mode::Enforce | Mode::DryRun => match host.get(&b.state_key) {
+                        Ok(Some((bytes, _))) => BreakerState::load(Some(&bytes), window).phase,
+                        _ => Phase::Closed,
+                    },
+                };
+                host.set_gauge(gauge, phase.gauge());
+            }
+        }
+    }
+
+    /// Decides what happens to a request.
+    pub fn on_request<H, S>(&self, host: &H, worker: &mut WorkerState, source: &S) -> RequestVerdict
+    where
+        H: Host + ?Sized,
+        S: AttributeSource + ?Sized,
+    {
+        let mut attrs = RequestAttributes::new(source);
+        let Some((index, b)) = self
+            .breakers
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.spec.matcher.matches(&mut attrs))
+        else {
+            return RequestVerdict::NotMatched;
+        };
+        let now = host.now_ms();
+        let untracked = |decision, state| Ticket {
+            breaker: index,
+            key: StateKey::Single,
+            label: None,
+            epoch: 0,
+            probe: false,
+            accounted: false,
+            arrived_ms: now,
+            decision,
+            state,
+        };
+        match b.spec.mode {
+            Mode::Disabled => {
+                return RequestVerdict::Admitted(untracked(Decision::Passed, "disabled"))
+            }
+            Mode::ForcedOpen => {
+                bump(host, b.metrics.rejected);
+                return RequestVerdict::Rejected(Rejection {
+                    breaker: index,
+                    retry_after_s: None,
+                    state: "forced_open",
+                });
+            }
+            Mode::Enforce | Mode::DryRun => {}
+        }
+        let (key, label) = self.resolve_key(host, worker, index, &mut attrs);
+        let shared_key = b.key(key);
+        let spec = &b.spec;
+        let updated = cas_update(host, &shared_key, CAS_ATTEMPTS, |bytes| {
+            let mut state = BreakerState::load(bytes, spec.trip.window);
+            let admitted = policy::admit(spec, &mut state, now);
+            let result = (admitted.clone(), state.phase);
+            if admitted.changed {
+                Update::Write(state.encode(), result)
+            } else {
+                Update::Keep(result)
+            }
+        });
+        let (admitted, phase) = match updated {
+            Ok(((admitted, phase), _)) => (admitted, phase),
+            Err(err) => {
+                // Shared state unreachable: let traffic through rather than guess.
+                bump(host, b.metrics.state_errors);
+                host.log(
+                    Level::Warn,
+                    &format!("breakwater circuit-breaker \"{}\": shared state unavailable ({err}); request passed", spec.name),
+                );
+                return RequestVerdict::Admitted(untracked(Decision::Passed, "closed"));
+            }
+        };
+        if admitted.written_off > 0 {
+            if let Some(id) = b.metrics.probes_written_off {
+                host.add_metric(id, i64::from(admitted.written_off));
+            }
+        }
+        if let Some(t) = &admitted.transition {
+            self.on_transition(host, b, label.as_deref(), t);
+        }
+        let ticket = |epoch, probe, accounted, decision, state| Ticket {
+            breaker: index,
+            key,
+            label: label.clone(),
+            epoch,
+            probe,
+            accounted,
+            arrived_ms: now,
+            decision,
+            state,
+        };
+        match admitted.admission {
+            Admission::Pass { epoch } => RequestVerdict::Admitted(ticket(
+                epoch,
+                false,
+                true,
+                Decision::Passed,
+                phase.as_str(),
+            )),
+            Admission::Probe { epoch } => {
+                bump(host, b.metrics.probes);
+                RequestVerdict::Admitted(ticket(epoch, true, true, Decision::Probe, phase.as_str()))
+            }
+            Admission::Reject { retry_after_s } => {
+                if spec.mode == Mode::DryRun {
+                    bump(host, b.metrics.dry_run_would_reject);
+                    RequestVerdict::Admitted(ticket(
+                        0,
+                        false,
+                        false,
+                        Decision::DryRunWouldReject,
+                        phase.as_str(),
+                    ))
+                } else {
+                    bump(host, b.metrics.rejected);
+                    RequestVerdict::Rejected(Rejection {
+                        breaker: index,
+                        retry_after_s: Some(retry_after_s),
+                        state: phase.as_str(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Enters a finished call's outcome; returns it for filter state (`None` when the call was
+    /// not accounted).
+    pub fn on_complete<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        worker: &mut WorkerState,
+        ticket: &Ticket,
+        status: Option<u32>,
+        flags: u64,
+        responded_ms: Option<u64>,
+    ) -> Option<Outcome> {
+        if !ticket.accounted {
+            return None;
+        }
+        let b = self.breakers.get(ticket.breaker)?;
+        let now = host.now_ms();
+        let latency_ms = responded_ms
+            .unwrap_or(now)
+            .saturating_sub(ticket.arrived_ms);
+        let outcome = policy::classify(
+            &b.spec.failure,
+            CallFacts {
+                status,
+                flags,
+                latency_ms,
+            },
+        );
+        let counter = match (outcome.verdict, outcome.slow) {
+            (Verdict::Failure, _) => b.metrics.calls_failure,
+            (_, true) => b.metrics.calls_slow,
+            (Verdict::Success, false) => b.metrics.calls_success,
+            (Verdict::Unanswered, false) => b.metrics.calls_unanswered,
+        };
+        bump(host, counter);
+        let jitter = worker.rng.symmetric_unit();
+        let spec = &b.spec;
+        let updated = cas_update(host, &b.key(ticket.key), CAS_ATTEMPTS, |bytes| {
+            let mut state = BreakerState::load(bytes, spec.trip.window);
+            let recorded = policy::record(
+                spec,
+                &mut state,
+                ticket.epoch,
+                ticket.probe,
+                outcome,
+                now,
+                jitter,
+            );
+            if recorded.changed {
+                Update::Write(state.encode(), recorded)
+            } else {
+                Update::Keep(recorded)
+            }
+        });
+        match updated {
+            Ok((recorded, _)) => {
+                if let Some(t) = &recorded.transition {
+                    self.on_transition(host, b, ticket.label.as_deref(), t);
+                }
+            }
+            Err(err) => {
+                bump(host, b.metrics.state_errors);
+                host.log(
+                    Level::Warn,
+                    &format!("breakwater circuit-breaker \"{}\": outcome not recorded, shared state unavailable ({err})", spec.name),
+                );
+            }
+        }
+        Some(outcome)
+    }
+
+    /// The reply for a rejected request: the configured response plus `Retry-After` and
+    /// `x-breakwater-breaker`.
+    pub fn reply(&self, rejection: &Rejection) -> Option<Reply<'_>> {
+        let b = self.breakers.get(rejection.breaker)?;
+        let response = &b.spec.response;
+        let mut headers: Vec<(&str, &str)> = response
+            .headers
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        headers.push(("x-breakwater-breaker", b.spec.name.as_str()));
+        Some(Reply {
+            status: response.status,
+            headers,
+            body: &response.body,
+            retry_after: rejection.retry_after_s.map(|s| s.to_string()),
+        })
+    }
+
+    pub fn breaker_name(&self, index_of: &BreakerRef) -> &str {
+        self.breakers
+            .get(index_of.0)
+            .map_or("", |b| b.spec.name.as_str())
+    }
+
+    fn resolve_key<H, S>(
+        &self,
+        host: &H,
+        worker: &mut WorkerState,
+        index: usize,
+        attrs: &mut RequestAttributes<'_, S>,
+    ) -> (StateKey, Option<String>)
+    where
+        H: Host + ?Sized,
+        S: AttributeSource + ?Sized,
+    {
+        let Some(b) = self.breakers.get(index) else {
+            return (StateKey::Single, None);
+        };
+        let value: Vec<u8> = match &b.spec.split {
+            Split::None => return (StateKey::Single, None),
+            Split::Cluster => attrs.get(Attribute::Cluster).map(<[u8]>::to_vec),
+            Split::Authority => attrs
+                .get(Attribute::Authority)
+                .map(<[u8]>::to_ascii_lowercase),
+            Split::Header(name) => attrs.header(name),
+        }
+        .unwrap_or_default();
+        let hash = fnv1a(&value);
+        let text = Some(label(&value));
+        if worker.known.get(index).is_some_and(|k| k.binary_search(&hash).is_ok()) {
+            return (StateKey::Split(hash), text);
+        }
+        if worker
+            .overflowed
+            .get(index)
+            .is_some_and(|k| k.contains(&hash))
+        {
+            bump(host, b.metrics.split_overflow);
+            return (StateKey::Overflow, text);
+        }
+        match self.register(host, b, hash) {
+            Registration::Known | Registration::Created => {
+                if let Some(known) = worker.known.get_mut(index) {
+                    insert_sorted(known, hash);
+                }
+                (StateKey::Split(hash), text)
+            }
+            Registration::Full => {
+                if let Some(seen) = worker.overflowed.get_mut(index) {
+                    if seen.len() >= OVERFLOW_CACHE {
+                        seen.clear();
+                    }
+                    insert_sorted(seen, hash);
+                }
+                if let Some(logged) = worker.overflow_logged.get_mut(index) {
+                    if !*logged {
+                        *logged = true;
+                        host.log(Level::Warn, &format!(
+                            "breakwater circuit-breaker \"{}\": max_keys ({}) reached; new split values share one overflow state",
+                            b.spec.name, b.spec.max_keys
+                        ));
+                    }
+                }
+                bump(host, b.metrics.split_overflow);
+                (StateKey::Overflow, text)
+            }
+        }
+    }
+
+    /// Adds a split value to the breaker's registry of states (bounded by `max_keys`). The
+    /// worker whose write adds it is the only one that creates its state.
+    fn register<H: Host + ?Sized>(&self, host: &H, b: &Breaker, hash: u64) -> Registration {
+        let max = b.spec.max_keys as usize;
+        let result = cas_update(host, &b.registry_key, CAS_ATTEMPTS, |bytes| {
+            let mut hashes = decode_registry(bytes.unwrap_or_default());
+            if hashes.contains(&hash) {
+                Update::Keep(Registration::Known)
+            } else if hashes.len() >= max {
+                Update::Keep(Registration::Full)
+            } else {
+                hashes.push(hash);
+                Update::Write(encode_registry(&hashes), Registration::Created)
+            }
+        });
+        match result {
+            Ok((Registration::Created, _)) => {
+                let key = b.key(StateKey::Split(hash));
+                if let Ok(None) = host.get(&key) {
+                    let _ = host.set(&key, &BreakerState::fresh(b.spec.trip.window).encode(), 0);
+                }
+                if let Some(id) = b.metrics.keys_tracked {
+                    host.add_metric(id, 1);
+                }
+                Registration::Created
+            }
+            Ok((registration, _)) => registration,
+            Err(_) => {
+                bump(host, b.metrics.state_errors);
+                Registration::Full
+            }
+        }
+    }
+
+    fn on_transition<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        b: &Breaker,
+        key: Option<&str>,
+        t: &Transition,
+    ) {
+        let m = &b.metrics;
+        bump(
+            host,
+            match t.to {
+                Phase::Open => m.opened,
+                Phase::HalfOpen => m.half_opened,
+                Phase::Closed => m.closed,
+            },
+        );
+        if let Some(gauge) = m.state {
+            host.set_gauge(gauge, t.to.gauge());
+        }
+        if let Some(gauge) = m.keys_open {
+            match (t.from, t.to) {
+                (Phase::Closed, _) => host.add_metric(gauge, 1),
+                (_, Phase::Closed) => host.add_metric(gauge, -1),
+                _ => {}
+            }
+        }
+        let mut line = format!(
+            "breakwater circuit-breaker \"{}\"{}: {} -> {} (reason: {}; window: {} calls, failure rate {}%, slow-call rate {}%",
+            b.spec.name,
+            key.map(|k| format!(" [{k}]")).unwrap_or_default(),
+            t.from.as_str(),
+            t.to.as_str(),
+            t.reason.as_str(),
+            t.totals.calls,
+            tenths(t.totals.failure_rate()),
+            tenths(t.totals.slow_call_rate()),
+        );
+        if t.consecutive_failures > 0 {
+            line.push_str(&format!(
+                ", {} consecutive failures",
+                t.consecutive_failures
+            ));
+        }
+        line.push(')');
+        if let Some(ms) = t.open_for_ms {
+            line.push_str(&format!("; first probe in {}s", tenths(ms as f64 / 1000.0)));
+        }
+        if b.spec.mode == Mode::DryRun {
+            line.push_str("; dry run: requests are not rejected");
+        }
+        host.log(Level::Warn, &line);
+    }
+}
+
+/// Identifies a breaker in a ticket or rejection, for callers that only need its name.
+pub struct BreakerRef(usize);
+
+impl Ticket {
+    pub fn breaker(&self) -> BreakerRef {
+        BreakerRef(self.breaker)
+    }
+}
+
+impl Rejection {
+    pub fn breaker(&self) -> BreakerRef {
+        BreakerRef(self.breaker)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    Known,
+    Created,
+    Full,
+}
+
+/// Per-worker caches are sorted vectors: small, and searched without hashing.
+fn insert_sorted(set: &mut Vec<u64>, value: u64) {
+    if let Err(at) = set.binary_search(&value) {
+        set.insert(at, value);
+    }
+}
+
+fn decode_registry(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
+        .collect()
+}
+
+fn encode_registry(hashes: &[u64]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.to_le_bytes()).collect()
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

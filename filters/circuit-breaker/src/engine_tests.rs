@@ -1,0 +1,658 @@
+//! Engine tests against a fake host: shared data with the host's CAS semantics, a settable
+//! clock, captured logs and metrics, and requests whose attribute reads are recorded.
+
+use super::*;
+use crate::config::BreakerConfig;
+use crate::test_support::test;
+use breakwater_common::shared::{MemoryStore, SetError};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+const T0: u64 = 1_700_000_000_000;
+
+struct FakeHost {
+    store: MemoryStore,
+    now: Cell<u64>,
+    logs: RefCell<Vec<(Level, String)>>,
+    metric_names: RefCell<Vec<(String, MetricKind)>>,
+    metric_values: RefCell<HashMap<MetricId, i64>>,
+}
+
+impl FakeHost {
+    fn new() -> Self {
+        FakeHost {
+            store: MemoryStore::new(),
+            now: Cell::new(T0),
+            logs: RefCell::default(),
+            metric_names: RefCell::default(),
+            metric_values: RefCell::default(),
+        }
+    }
+
+    fn advance(&self, ms: u64) {
+        self.now.set(self.now.get() + ms);
+    }
+
+    fn metric(&self, name: &str) -> i64 {
+        let names = self.metric_names.borrow();
+        let id = names
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("metric {name} not defined"));
+        self.metric_values
+            .borrow()
+            .get(&(id as u32))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn defined(&self, name: &str) -> bool {
+        self.metric_names.borrow().iter().any(|(n, _)| n == name)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == Level::Warn)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+impl SharedStore for FakeHost {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        self.store.set(key, value, cas)
+    }
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId> {
+        let mut names = self.metric_names.borrow_mut();
+        if let Some(i) = names.iter().position(|(n, _)| n == name) {
+            return Some(i as u32);
+        }
+        names.push((name.to_string(), kind));
+        Some((names.len() - 1) as u32)
+    }
+    fn add_metric(&self, id: MetricId, delta: i64) {
+        let kind = self.metric_names.borrow()[id as usize].1;
+        assert!(kind == MetricKind::Gauge || delta > 0, "counters only grow");
+        *self.metric_values.borrow_mut().entry(id).or_default() += delta;
+    }
+    fn set_gauge(&self, id: MetricId, value: u64) {
+        assert_eq!(self.metric_names.borrow()[id as usize].1, MetricKind::Gauge);
+        self.metric_values.borrow_mut().insert(id, value as i64);
+    }
+}
+
+#[derive(Default)]
+struct Req {
+    headers: HashMap<String, Vec<u8>>,
+    reads: RefCell<Vec<String>>,
+}
+
+impl Req {
+    fn get(path: &str) -> Req {
+        Req::new("GET", path, "shop.example")
+    }
+    fn new(method: &str, path: &str, authority: &str) -> Req {
+        let mut r = Req::default();
+        r.headers.insert(":method".into(), method.into());
+        r.headers.insert(":path".into(), path.into());
+        r.headers.insert(":authority".into(), authority.into());
+        r
+    }
+    fn header(mut self, name: &str, value: &[u8]) -> Req {
+        self.headers.insert(name.into(), value.to_vec());
+        self
+    }
+}
+
+impl AttributeSource for Req {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.reads.borrow_mut().push(name.to_string());
+        self.headers.get(name).cloned()
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.reads.borrow_mut().push(path.join("."));
+        None
+    }
+}
+
+struct Setup {
+    host: FakeHost,
+    engine: Engine,
+    workers: Vec<WorkerState>,
+}
+
+fn setup(breakers: &str) -> Setup {
+    let host = FakeHost::new();
+    let config =
+        BreakerConfig::parse(format!(r#"{{"breakers":[{breakers}]}}"#).as_bytes()).unwrap();
+    let engine = Engine::new(config, "test-plugin", &host);
+    engine.prepare(&host);
+    let workers = (0..2).map(|i| WorkerState::new(&engine, i)).collect();
+    Setup {
+        host,
+        engine,
+        workers,
+    }
+}
+
+impl Setup {
+    /// One full request on `worker`: admission, then the given response.
+    fn call(&mut self, worker: usize, req: &Req, status: u32) -> RequestVerdict {
+        let verdict = self
+            .engine
+            .on_request(&self.host, &mut self.workers[worker], req);
+        if let RequestVerdict::Admitted(ticket) = &verdict {
+            self.engine.on_complete(
+                &self.host,
+                &mut self.workers[worker],
+                ticket,
+                Some(status),
+                0,
+                None,
+            );
+        }
+        verdict
+    }
+
+    fn admit(&mut self, worker: usize, req: &Req) -> RequestVerdict {
+        self.engine
+            .on_request(&self.host, &mut self.workers[worker], req)
+    }
+
+    fn complete(&mut self, worker: usize, ticket: &Ticket, status: u32) -> Option<Outcome> {
+        self.engine.on_complete(
+            &self.host,
+            &mut self.workers[worker],
+            ticket,
+            Some(status),
+            0,
+            None,
+        )
+    }
+}
+
+fn is_rejected(v: &RequestVerdict) -> bool {
+    matches!(v, RequestVerdict::Rejected(_))
+}
+
+fn ticket(v: RequestVerdict) -> Ticket {
+    match v {
+        RequestVerdict::Admitted(t) => t,
+        other => panic!("expected admission, got {other:?}"),
+    }
+}
+
+const SIMPLE: &str = r#"{"name":"recs","match":{"path_prefix":"/recommendations"},
+    "trip":{"consecutive_failures":3},
+    "open":{"duration":"5s","jitter":0,"max_duration":"20s"},
+    "half_open":{"probes":2,"max_wait":"10s"}}"#;
+
+#[test]
+fn requests_no_breaker_matches_are_untouched() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/checkout");
+    assert!(matches!(s.admit(0, &req), RequestVerdict::NotMatched));
+    assert_eq!(*req.reads.borrow(), vec![":path"]);
+}
+
+#[test]
+fn opens_at_the_nth_consecutive_failure_across_workers_and_rejects() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations/top");
+    // Failures alternate between the two workers: the count is shared.
+    assert!(!is_rejected(&s.call(0, &req, 503)));
+    assert!(!is_rejected(&s.call(1, &req, 502)));
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.state"), 0);
+    assert!(!is_rejected(&s.call(0, &req, 500)));
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.state"), 1);
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.recs.transitions.opened"),
+        1
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.recs.calls.failure"),
+        3
+    );
+
+    s.host.advance(1200);
+    let RequestVerdict::Rejected(rejection) = s.admit(1, &req) else {
+        panic!()
+    };
+    assert_eq!(rejection.state, "open");
+    let reply = s.engine.reply(&rejection).unwrap();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.retry_after(), Some("4"));
+    assert!(reply.headers.contains(&("x-breakwater-breaker", "recs")));
+    assert!(reply
+        .headers
+        .contains(&("content-type", "application/json")));
+    assert_eq!(reply.body, br#"{"error":"circuit open","breaker":"recs"}"#);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.rejected"), 1);
+
+    let warnings = s.host.warnings();
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].starts_with("breakwater circuit-breaker \"recs\": closed -> open (reason: consecutive_failures; window: 3 calls, failure rate 100.0%"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("3 consecutive failures"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].ends_with("first probe in 5.0s"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn half_open_admits_exactly_the_probes_across_workers_then_closes() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    s.host.advance(5000);
+    // Many requests on both workers while the probes are in flight.
+    let mut probes = Vec::new();
+    for i in 0..20 {
+        match s.admit(i % 2, &req) {
+            RequestVerdict::Admitted(t) => {
+                assert_eq!(t.decision, Decision::Probe);
+                probes.push((i % 2, t));
+            }
+            RequestVerdict::Rejected(r) => {
+                assert_eq!(r.state, "half_open");
+                assert_eq!(s.engine.reply(&r).unwrap().retry_after(), Some("1"));
+            }
+            RequestVerdict::NotMatched => panic!(),
+        }
+    }
+    assert_eq!(probes.len(), 2);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.state"), 2);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.probes"), 2);
+    for (worker, t) in &probes {
+        s.complete(*worker, t, 200);
+    }
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.state"), 0);
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.recs.transitions.closed"),
+        1
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.recs.transitions.half_opened"),
+        1
+    );
+    assert!(!is_rejected(&s.admit(1, &req)));
+}
+
+#[test]
+fn a_competing_write_between_read_and_write_is_retried_not_lost() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    s.host.advance(5000);
+    let key = "breakwater.circuit_breaker/test-plugin/recs";
+    // Worker 1 claims the first probe...
+    let first = ticket(s.admit(1, &req));
+    assert_eq!(first.decision, Decision::Probe);
+    // ...and, right before worker 0 writes its claim, another worker writes the state (the
+    // same bytes: a no-op update still changes the CAS token).
+    let current = s.host.store.raw(key).unwrap();
+    s.host.store.interleave_write(key, &current);
+    let second = ticket(s.admit(0, &req));
+    assert_eq!(second.decision, Decision::Probe);
+    assert!(is_rejected(&s.admit(0, &req)), "exactly two probes");
+}
+
+#[test]
+fn own_rejections_and_stale_calls_are_not_counted() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    let early = ticket(s.admit(0, &req));
+    for _ in 0..3 {
+        s.call(1, &req, 503);
+    }
+    // A call admitted before the breaker opened finishes afterwards: its outcome is counted
+    // in the stats but does not touch the new phase.
+    assert_eq!(
+        s.complete(0, &early, 503).map(|o| o.as_str()),
+        Some("failure")
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.recs.transitions.opened"),
+        1
+    );
+    s.host.advance(5000);
+    assert_eq!(ticket(s.admit(0, &req)).decision, Decision::Probe);
+}
+
+#[test]
+fn backoff_grows_with_each_failed_probe() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    let mut retry_afters = Vec::new();
+    for _ in 0..4 {
+        let RequestVerdict::Rejected(r) = s.admit(0, &req) else {
+            panic!()
+        };
+        let secs: u64 = s
+            .engine
+            .reply(&r)
+            .unwrap()
+            .retry_after()
+            .unwrap()
+            .parse()
+            .unwrap();
+        retry_afters.push(secs);
+        s.host.advance(secs * 1000);
+        let probe = ticket(s.admit(1, &req));
+        assert_eq!(probe.decision, Decision::Probe);
+        s.complete(1, &probe, 503);
+    }
+    assert_eq!(retry_afters, vec![5, 10, 20, 20]);
+}
+
+#[test]
+fn dry_run_never_rejects_but_says_it_would() {
+    let mut s = setup(
+        r#"{"name":"dry","mode":"dry_run","trip":{"consecutive_failures":2},"open":{"jitter":0}}"#,
+    );
+    let req = Req::get("/x");
+    s.call(0, &req, 500);
+    s.call(1, &req, 500);
+    for _ in 0..5 {
+        let t = ticket(s.admit(0, &req));
+        assert_eq!(t.decision, Decision::DryRunWouldReject);
+        assert_eq!(t.state, "open");
+        assert_eq!(
+            s.complete(0, &t, 200),
+            None,
+            "would-be rejections are not accounted"
+        );
+    }
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.dry.dry_run_would_reject"),
+        5
+    );
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.dry.rejected"), 0);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.dry.state"), 1);
+    let warnings = s.host.warnings();
+    assert!(
+        warnings[0].ends_with("dry run: requests are not rejected"),
+        "{}",
+        warnings[0]
+    );
+    // Probes still run in dry-run mode and close the breaker.
+    s.host.advance(5000);
+    for _ in 0..3 {
+        let t = ticket(s.admit(0, &req));
+        assert_eq!(t.decision, Decision::Probe);
+        s.complete(0, &t, 200);
+    }
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.dry.state"), 0);
+}
+
+#[test]
+fn forced_open_rejects_everything_without_touching_shared_state() {
+    let mut s = setup(r#"{"name":"off","mode":"forced_open","match":{"path_prefix":"/a"}}"#);
+    let keys_before = s.host.store.keys();
+    for _ in 0..3 {
+        let RequestVerdict::Rejected(r) = s.admit(0, &Req::get("/a")) else {
+            panic!()
+        };
+        assert_eq!(r.state, "forced_open");
+        let reply = s.engine.reply(&r).unwrap();
+        assert_eq!(reply.retry_after(), None);
+        assert!(reply.headers.contains(&("x-breakwater-breaker", "off")));
+    }
+    assert_eq!(s.host.store.keys(), keys_before);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.off.state"), 1);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.off.rejected"), 3);
+}
+
+#[test]
+fn disabled_passes_everything_without_accounting() {
+    let mut s = setup(r#"{"name":"off","mode":"disabled","trip":{"consecutive_failures":1}}"#);
+    for _ in 0..5 {
+        let t = ticket(s.admit(0, &Req::get("/")));
+        assert_eq!((t.decision, t.state), (Decision::Passed, "disabled"));
+        assert_eq!(s.complete(0, &t, 503), None);
+    }
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.off.calls.failure"),
+        0
+    );
+}
+
+#[test]
+fn split_by_authority_keeps_states_apart_and_bounds_them() {
+    let mut s = setup(
+        r#"{"name":"per-host","split_by":"authority","max_keys":2,"trip":{"consecutive_failures":2},"open":{"jitter":0}}"#,
+    );
+    let a = Req::new("GET", "/", "a.example");
+    let a_upper = Req::new("GET", "/", "A.EXAMPLE");
+    let b = Req::new("GET", "/", "b.example");
+    s.call(0, &a, 503);
+    s.call(1, &a_upper, 503);
+    assert!(
+        is_rejected(&s.admit(0, &a)),
+        "a.example is open (authority is case-insensitive)"
+    );
+    assert!(!is_rejected(&s.call(1, &b, 200)), "b.example is not");
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.per-host.keys_tracked"),
+        2
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.per-host.keys_open"),
+        1
+    );
+    assert!(!s.host.defined("breakwater.circuit_breaker.per-host.state"));
+    let warnings = s.host.warnings();
+    assert!(
+        warnings[0].contains("\"per-host\" [a.example]: closed -> open"),
+        "{}",
+        warnings[0]
+    );
+
+    // A third authority exceeds max_keys: it and every later newcomer share the overflow state.
+    let c = Req::new("GET", "/", "c.example");
+    let d = Req::new("GET", "/", "d.example");
+    s.call(0, &c, 503);
+    s.call(1, &d, 503);
+    assert!(is_rejected(&s.admit(0, &Req::new("GET", "/", "e.example"))));
+    assert!(
+        s.host
+            .metric("breakwater.circuit_breaker.per-host.split_overflow")
+            >= 3
+    );
+    assert!(s
+        .host
+        .warnings()
+        .iter()
+        .any(|w| w.contains("max_keys (2) reached")));
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.per-host.keys_tracked"),
+        2
+    );
+}
+
+#[test]
+fn split_by_header_reads_it_as_bytes() {
+    let mut s = setup(
+        r#"{"name":"tenant","split_by":"header:x-tenant","trip":{"consecutive_failures":1}}"#,
+    );
+    let bad_bytes = Req::get("/").header("x-tenant", b"\xff\xfe\x00tenant");
+    s.call(0, &bad_bytes, 503);
+    assert!(is_rejected(&s.admit(1, &bad_bytes)));
+    assert!(!is_rejected(
+        &s.admit(1, &Req::get("/").header("x-tenant", b"other"))
+    ));
+    assert!(
+        !is_rejected(&s.admit(1, &Req::get("/"))),
+        "a missing header is its own value"
+    );
+    assert!(
+        s.host.warnings()[0].contains("[???tenant]"),
+        "{}",
+        s.host.warnings()[0]
+    );
+}
+
+#[test]
+fn unreachable_shared_state_lets_traffic_through() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    s.host.advance(5000);
+    s.host.store.fail_writes();
+    // The probe claim cannot be written: pass, unaccounted, and say so.
+    let t = ticket(s.admit(0, &req));
+    assert_eq!(t.decision, Decision::Passed);
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.recs.state_errors"),
+        1
+    );
+    assert_eq!(s.complete(0, &t, 503), None);
+}
+
+#[test]
+fn slow_calls_are_timed_to_the_response_headers() {
+    let mut s = setup(
+        r#"{"name":"slow","failure":{"slow_call":"100ms"},"trip":{"slow_call_rate":100,"minimum_calls":2,"window":{"kind":"count","size":2}}}"#,
+    );
+    let req = Req::get("/");
+    for _ in 0..2 {
+        let t = ticket(s.admit(0, &req));
+        let responded = s.host.now_ms() + 150;
+        s.host.advance(1000);
+        let o = s.engine.on_complete(
+            &s.host,
+            &mut s.workers[0],
+            &t,
+            Some(200),
+            0,
+            Some(responded),
+        );
+        assert_eq!(o.map(|o| o.as_str()), Some("slow"));
+    }
+    assert_eq!(
+        s.host.metric("breakwater.circuit_breaker.slow.calls.slow"),
+        2
+    );
+    assert!(is_rejected(&s.admit(0, &req)));
+}
+
+#[test]
+fn response_flags_count_even_with_a_success_status() {
+    let mut s = setup(r#"{"name":"f","trip":{"consecutive_failures":1}}"#);
+    let t = ticket(s.admit(0, &Req::get("/")));
+    // Headers were 200, then the upstream reset the stream mid-body (UR).
+    let o = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &t, Some(200), 0x10, None);
+    assert_eq!(o.map(|o| o.as_str()), Some("failure"));
+    assert!(is_rejected(&s.admit(0, &Req::get("/"))));
+}
+
+#[test]
+fn unanswered_calls_are_counted_separately() {
+    let mut s = setup(r#"{"name":"u","trip":{"consecutive_failures":1}}"#);
+    let t = ticket(s.admit(0, &Req::get("/")));
+    let o = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &t, None, 0x4000, None);
+    assert_eq!(o.map(|o| o.as_str()), Some("unanswered"));
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.u.calls.unanswered"),
+        1
+    );
+    assert!(!is_rejected(&s.admit(0, &Req::get("/"))));
+}
+
+#[test]
+fn state_survives_a_new_configuration() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    // A config push creates new plugin instances; shared data outlives them.
+    let config = BreakerConfig::parse(format!(r#"{{"breakers":[{SIMPLE}]}}"#).as_bytes()).unwrap();
+    let engine = Engine::new(config, "test-plugin", &s.host);
+    engine.prepare(&s.host);
+    let mut worker = WorkerState::new(&engine, 9);
+    assert!(is_rejected(&engine.on_request(&s.host, &mut worker, &req)));
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.state"), 1);
+}
+
+#[test]
+fn plugins_do_not_share_state() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    let config = BreakerConfig::parse(format!(r#"{{"breakers":[{SIMPLE}]}}"#).as_bytes()).unwrap();
+    let other = Engine::new(config, "other-plugin", &s.host);
+    other.prepare(&s.host);
+    let mut worker = WorkerState::new(&other, 9);
+    assert!(!is_rejected(&other.on_request(&s.host, &mut worker, &req)));
+}
+
+#[test]
+fn first_matching_breaker_owns_the_request() {
+    let mut s = setup(
+        r#"{"name":"a","match":{"path_prefix":"/api"},"trip":{"consecutive_failures":1}},
+                        {"name":"b","trip":{"consecutive_failures":1}}"#,
+    );
+    s.call(0, &Req::get("/api/x"), 503);
+    assert!(is_rejected(&s.admit(0, &Req::get("/api/y"))));
+    assert!(!is_rejected(&s.admit(0, &Req::get("/other"))));
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.b.state"), 0);
+}
+
+#[test]
+fn corrupt_shared_state_is_replaced_not_trusted() {
+    let mut s = setup(SIMPLE);
+    let key = "breakwater.circuit_breaker/test-plugin/recs";
+    s.host.store.set(key, b"\x01\x01garbage", 0).unwrap();
+    assert!(!is_rejected(&s.call(0, &Req::get("/recommendations"), 200)));
+}

@@ -1,0 +1,26 @@
+//! breakwater circuit breaker: a closed / open / half-open breaker per route or upstream,
+//! shared by every Envoy worker through proxy-wasm shared data.
+//!
+//! - [`config`]: the JSON configuration and its validation.
+//! - [`window`], [`state`], [`policy`]: the pure state machine.
+//! - [`engine`]: matching, shared-state updates, stats and decisions, behind the [`engine::Host`]
+//!   trait so it is tested with a fake host.
+//! - `adapter` (wasm32-wasip1 only): the thin layer that translates Envoy callbacks.
+
+pub mod config;
+pub mod engine;
+
+pub mod policy;
+pub mod state;
+pub mod window;
+
+#[cfg(target_os = "wasi")]
+mod adapter;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use core::prelude::v1::test;
+    #[cfg(target_arch = "wasm32")]
+    pub use wasm_bindgen_test::wasm_bindgen_test as test;
+}

@@ -1,0 +1,215 @@
+//! The proxy-wasm ABI (0.2.1) exports for HTTP filters (wasm32-wasip1 only).
+//!
+//! Why not the proxy-wasm SDK's dispatcher: it exports handlers for every context kind (TCP
+//! streams, gRPC, queues, foreign functions) with hash maps and thread-locals, about 35 KB of
+//! each module's 150 KB budget, and its host-call wrappers panic on unexpected statuses. A
+//! filter here implements [`Plugin`] and [`Stream`]; the exports below route Envoy's callbacks
+//! to them. Host calls are in [`crate::hostcall`].
+
+use crate::hostcall::{self, LogLevel};
+use std::cell::RefCell;
+
+/// What a filter tells Envoy after a header callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Action {
+    Continue = 0,
+    /// Stop iteration (used after sending a local reply).
+    Pause = 1,
+}
+
+/// One plugin instance (a root context): configured once per config push.
+pub trait Plugin {
+    /// Receives the plugin configuration; `false` makes Envoy refuse it.
+    fn configure(&mut self, configuration: &[u8]) -> bool;
+    /// A new HTTP stream (request/response pair).
+    fn create_stream(&self) -> Box<dyn Stream>;
+}
+
+/// One HTTP stream. Every callback has a pass-through default.
+pub trait Stream {
+    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+    fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+    /// After the stream ends, before Envoy's access loggers run.
+    fn on_log(&mut self) {}
+}
+
+/// Builds a plugin for a new root context (its id seeds per-worker randomness).
+pub type PluginFactory = fn(root_context_id: u32) -> Box<dyn Plugin>;
+
+/// Contexts by id, sorted. Envoy hands out increasing ids, so inserts append; lookups are
+/// binary searches. (A BTreeMap would add ~6 KB of code for the same job.)
+struct Contexts<T: ?Sized>(Vec<(u32, Box<T>)>);
+
+impl<T: ?Sized> Contexts<T> {
+    const fn new() -> Self {
+        Contexts(Vec::new())
+    }
+
+    fn insert(&mut self, id: u32, value: Box<T>) {
+        match self.0.binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(at) => {
+                if let Some(slot) = self.0.get_mut(at) {
+                    slot.1 = value;
+                }
+            }
+            Err(at) => self.0.insert(at, (id, value)),
+        }
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        let at = self.0.binary_search_by_key(&id, |(k, _)| *k).ok()?;
+        self.0.get_mut(at).map(|(_, v)| v.as_mut())
+    }
+
+    fn remove(&mut self, id: u32) -> bool {
+        match self.0.binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+struct Dispatcher {
+    factory: Option<PluginFactory>,
+    roots: Contexts<dyn Plugin>,
+    streams: Contexts<dyn Stream>,
+}
+
+thread_local! {
+    // Wasm VMs are single-threaded: one dispatcher per VM.
+    static DISPATCHER: RefCell<Dispatcher> = const {
+        RefCell::new(Dispatcher { factory: None, roots: Contexts::new(), streams: Contexts::new() })
+    };
+}
+
+/// Registers the filter; call from `_initialize` (see [`crate::export_filter!`]).
+pub fn register(factory: PluginFactory) {
+    std::panic::set_hook(Box::new(|info| {
+        // With panic=abort the VM is gone after this; leave a trace in Envoy's log.
+        hostcall::log(LogLevel::Critical, &info.to_string());
+    }));
+    DISPATCHER.with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            d.factory = Some(factory);
+        }
+    });
+}
+
+/// Runs `f` on the dispatcher; a re-entrant call (impossible with Envoy) is ignored.
+fn with<T: Copy>(default: T, f: impl FnOnce(&mut Dispatcher) -> T) -> T {
+    DISPATCHER.with(|d| match d.try_borrow_mut() {
+        Ok(mut d) => f(&mut d),
+        Err(_) => default,
+    })
+}
+
+fn stream_call<T: Copy>(context_id: u32, default: T, f: impl FnOnce(&mut dyn Stream) -> T) -> T {
+    with(default, |d| match d.streams.get_mut(context_id) {
+        Some(stream) => f(stream),
+        None => default,
+    })
+}
+
+/// Declares the exported `_initialize` that registers a filter's plugin factory.
+#[macro_export]
+macro_rules! export_filter {
+    ($factory:expr) => {
+        extern "C" {
+            fn __wasm_call_ctors();
+        }
+
+        #[no_mangle]
+        pub extern "C" fn _initialize() {
+            // SAFETY: the WASI reactor entry point must run static constructors once, first.
+            unsafe { __wasm_call_ctors() };
+            $crate::abi::register($factory);
+        }
+    };
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+/// Envoy writes host data into memory it asks the module for.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    // `hostcall::take_buffer` rebuilds this Vec with capacity == size.
+    let mut buffer: Vec<u8> = Vec::with_capacity(size);
+    let pointer = buffer.as_mut_ptr();
+    std::mem::forget(buffer);
+    pointer
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_size: usize) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context_id: u32, parent_context_id: u32) {
+    with((), |d| {
+        if parent_context_id == 0 {
+            if let Some(factory) = d.factory {
+                d.roots.insert(context_id, factory(context_id));
+            }
+        } else if let Some(root) = d.roots.get_mut(parent_context_id) {
+            let stream = root.create_stream();
+            d.streams.insert(context_id, stream);
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: usize) -> u32 {
+    let configuration = match hostcall::plugin_configuration() {
+        Ok(bytes) => bytes,
+        Err(status) => {
+            hostcall::log(
+                LogLevel::Error,
+                &format!("breakwater: cannot read the plugin configuration (host status {})", status.0),
+            );
+            return 0;
+        }
+    };
+    with(0, |d| match d.roots.get_mut(root_context_id) {
+        Some(root) => u32::from(root.configure(&configuration)),
+        None => 0,
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, end_of_stream: u32) -> u32 {
+    stream_call(context_id, Action::Continue, |s| s.on_request_headers(end_of_stream != 0)) as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, end_of_stream: u32) -> u32 {
+    stream_call(context_id, Action::Continue, |s| s.on_response_headers(end_of_stream != 0)) as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_log(context_id: u32) {
+    stream_call(context_id, (), |s| s.on_log())
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_done(_context_id: u32) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context_id: u32) {
+    with((), |d| {
+        if !d.streams.remove(context_id) {
+            d.roots.remove(context_id);
+        }
+    })
+}

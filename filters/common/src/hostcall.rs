@@ -1,0 +1,289 @@
+//! Non-panicking proxy-wasm host calls (wasm32-wasip1 only).
+//!
+//! The SDK's wrappers `panic!` on any status they do not expect, and a panic kills the Envoy
+//! worker's VM. These declare the ABI imports (proxy-wasm spec, ABI 0.2.1) and turn every
+//! status into a `Result`. Host-returned buffers come from [`crate::abi`]'s
+//! `proxy_on_memory_allocate`.
+
+use std::ptr::{null, null_mut};
+
+/// A host status other than success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u32);
+
+pub const NOT_FOUND: Status = Status(1);
+pub const CAS_MISMATCH: Status = Status(8);
+
+const OK: u32 = 0;
+
+/// proxy-wasm log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MetricType {
+    Counter = 0,
+    Gauge = 1,
+}
+
+const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
+const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
+const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+}
+
+fn check(status: u32) -> Result<(), Status> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(Status(status))
+    }
+}
+
+/// Takes ownership of a buffer the host wrote through the module's allocator.
+///
+/// # Safety
+/// `data` must be null or come from `proxy_on_memory_allocate(size)`, which leaks a
+/// `Vec::with_capacity(size)`; the host filled all `size` bytes.
+unsafe fn take_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+pub fn log(level: LogLevel, message: &str) {
+    // Nothing useful can be done if logging itself fails.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch (0 if the host refuses).
+pub fn now_ms() -> u64 {
+    let mut nanos: u64 = 0;
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    if status == OK {
+        nanos / 1_000_000
+    } else {
+        0
+    }
+}
+
+/// Nanoseconds, for seeding.
+pub fn now_nanos() -> u64 {
+    let mut nanos: u64 = 0;
+    let _ = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    nanos
+}
+
+pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let status = unsafe {
+        proxy_get_buffer_bytes(
+            BUFFER_PLUGIN_CONFIGURATION,
+            0,
+            usize::MAX,
+            &mut data,
+            &mut size,
+        )
+    };
+    match status {
+        OK => Ok(unsafe { take_buffer(data, size) }),
+        // No configuration at all (Istio with an empty pluginConfig).
+        1 => Ok(Vec::new()),
+        other => Err(Status(other)),
+    }
+}
+
+fn header_value(map: u32, name: &str) -> Option<Vec<u8>> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let status =
+        unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
+    (status == OK).then(|| unsafe { take_buffer(data, size) })
+}
+
+/// A request header as raw bytes (never assumed UTF-8); `None` if absent or unavailable.
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    header_value(MAP_HTTP_REQUEST_HEADERS, name)
+}
+
+/// A response header as raw bytes.
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    header_value(MAP_HTTP_RESPONSE_HEADERS, name)
+}
+
+fn property_path(path: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(part.as_bytes());
+    }
+    out
+}
+
+/// An Envoy attribute (`["response", "code"]`) or filter-state value; `None` if unavailable.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let path = property_path(path);
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    (status == OK && !data.is_null()).then(|| unsafe { take_buffer(data, size) })
+}
+
+/// Writes filter state `wasm.<name>`, readable by later filters and access logs.
+pub fn set_filter_state(name: &str, value: &[u8]) -> Result<(), Status> {
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// The value and CAS token of a shared-data key; `Ok(None)` if it does not exist.
+pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let mut cas = 0u32;
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok(Some((unsafe { take_buffer(data, size) }, cas))),
+        1 => Ok(None),
+        other => Err(Status(other)),
+    }
+}
+
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// Sends a local reply. Envoy defers it and reports success even if it will not take effect.
+pub fn send_http_response(
+    status: u32,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), Status> {
+    let serialized = serialize_pairs(headers);
+    check(unsafe {
+        proxy_send_local_response(
+            status,
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            serialized.as_ptr(),
+            serialized.len(),
+            -1,
+        )
+    })
+}
+
+/// The ABI's header-map encoding: count, then (name length, value length) pairs, then each
+/// name and value followed by a NUL.
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(n, v)| 10 + n.len() + v.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len32(pairs.len()));
+    for (name, value) in pairs {
+        out.extend_from_slice(&len32(name.len()));
+        out.extend_from_slice(&len32(value.len()));
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+    let mut id = 0u32;
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, delta: i64) -> Result<(), Status> {
+    check(unsafe { proxy_increment_metric(id, delta) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+    check(unsafe { proxy_record_metric(id, value) })
+}

@@ -1,0 +1,39 @@
+//! What every breakwater filter needs, with no dependency on proxy-wasm so that it builds and
+//! tests natively and on `wasm32-unknown-unknown`:
+//!
+//! - [`json`]: a small, strict JSON reader (serde_json costs 28 KB per module).
+//! - [`config`]: JSON parsing that names the exact field of every error (`breakers[1].trip.failure_rate`).
+//! - [`duration`]: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+//! - [`status`]: status codes, classes (`"5xx"`) and ranges (`"500-504"`).
+//! - [`flags`]: Envoy's response flags by short name (`UF`, `UT`, …) as read from `response.flags`.
+//! - [`matcher`]: the request-matching vocabulary shared by all filters.
+//! - [`request`]: lazy, read-once access to request attributes.
+//! - [`shared`]: shared-data compare-and-swap with a bounded retry loop.
+//! - [`headers`]: validated response headers for local replies.
+//! - `abi` (wasm32-wasip1 only): the proxy-wasm exports, routing Envoy's callbacks to a filter.
+//! - `hostcall` (wasm32-wasip1 only): proxy-wasm host calls that return errors instead of panicking.
+
+#[cfg(target_os = "wasi")]
+pub mod abi;
+pub mod config;
+pub mod duration;
+pub mod flags;
+pub mod headers;
+#[cfg(target_os = "wasi")]
+pub mod hostcall;
+pub mod json;
+pub mod matcher;
+pub mod request;
+pub mod rng;
+pub mod shared;
+pub mod status;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use core::prelude::v1::test;
+    /// The test attribute used by every unit test: plain `#[test]` natively, and
+    /// `wasm_bindgen_test` on wasm32 so the same tests run in Node's V8 with 32-bit `usize`.
+    #[cfg(target_arch = "wasm32")]
+    pub use wasm_bindgen_test::wasm_bindgen_test as test;
+}

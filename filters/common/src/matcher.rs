@@ -1,0 +1,370 @@
+//! The request-matching vocabulary shared by every filter: `path_prefix`, `path_exact`,
+//! `methods`, `authority`, `cluster` and `route`. All given conditions must hold; an empty
+//! match takes every request.
+
+use crate::config::{ConfigError, Field, FieldPath, Obj};
+use crate::request::{Attribute, AttributeSource, RequestAttributes};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchConfig {
+    /// The path (query excluded) starts with this.
+    pub path_prefix: Option<String>,
+    /// The path (query excluded) is exactly this.
+    pub path_exact: Option<String>,
+    /// The method is one of these (upper case, as sent on the wire).
+    pub methods: Option<Vec<String>>,
+    /// `:authority` equals this, case-insensitively; without a port in the pattern the request's
+    /// port is ignored; a leading `*.` matches any subdomain.
+    pub authority: Option<String>,
+    /// Envoy's `xds.cluster_name` equals this.
+    pub cluster: Option<String>,
+    /// Envoy's `xds.route_name` equals this.
+    pub route: Option<String>,
+}
+
+impl MatchConfig {
+    pub fn read(f: Field<'_>) -> Result<MatchConfig, ConfigError> {
+        let mut obj = Obj::new(f.value, f.path().clone())?;
+        let text = |f: Field<'_>| f.str().map(str::to_string);
+        let config = MatchConfig {
+            path_prefix: obj.opt("path_prefix", text)?,
+            path_exact: obj.opt("path_exact", text)?,
+            methods: obj.opt("methods", |f| {
+                Ok(f.strings()?.into_iter().map(str::to_string).collect())
+            })?,
+            authority: obj.opt("authority", text)?,
+            cluster: obj.opt("cluster", text)?,
+            route: obj.opt("route", text)?,
+        };
+        obj.finish()?;
+        Ok(config)
+    }
+}
+
+/// Reads and checks a `match` object.
+pub fn field(f: Field<'_>) -> Result<RequestMatcher, ConfigError> {
+    let path = f.path().clone();
+    RequestMatcher::check(&path, &MatchConfig::read(f)?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathRule {
+    Any,
+    Prefix(Vec<u8>),
+    Exact(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthorityRule {
+    Exact { host: Vec<u8>, has_port: bool },
+    Subdomain(Vec<u8>), // stored as ".example.com"
+}
+
+/// A checked [`MatchConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMatcher {
+    path: PathRule,
+    methods: Vec<Vec<u8>>,
+    authority: Option<AuthorityRule>,
+    cluster: Option<Vec<u8>>,
+    route: Option<Vec<u8>>,
+}
+
+impl RequestMatcher {
+    pub fn check(path: &FieldPath, cfg: &MatchConfig) -> Result<Self, ConfigError> {
+        let path_rule = match (&cfg.path_prefix, &cfg.path_exact) {
+            (Some(_), Some(_)) => {
+                return Err(path
+                    .key("path_exact")
+                    .error("use either path_prefix or path_exact, not both"))
+            }
+            (Some(p), None) => PathRule::Prefix(check_path(&path.key("path_prefix"), p)?),
+            (None, Some(p)) => PathRule::Exact(check_path(&path.key("path_exact"), p)?),
+            (None, None) => PathRule::Any,
+        };
+        let mut methods = Vec::new();
+        if let Some(list) = &cfg.methods {
+            let field = path.key("methods");
+            if list.is_empty() {
+                return Err(field.error("must list at least one method, or be omitted"));
+            }
+            for (i, m) in list.iter().enumerate() {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+                    return Err(field
+                        .index(i)
+                        .error(format!("\"{m}\" is not an upper-case HTTP method")));
+                }
+                methods.push(m.as_bytes().to_vec());
+            }
+        }
+        let authority = match &cfg.authority {
+            None => None,
+            Some(a) => Some(check_authority(&path.key("authority"), a)?),
+        };
+        let cluster = non_empty(&path.key("cluster"), &cfg.cluster)?;
+        let route = non_empty(&path.key("route"), &cfg.route)?;
+        Ok(RequestMatcher {
+            path: path_rule,
+            methods,
+            authority,
+            cluster,
+            route,
+        })
+    }
+
+    /// True when the rule matches every request, so no attribute needs to be read.
+    pub fn is_catch_all(&self) -> bool {
+        self.path == PathRule::Any
+            && self.methods.is_empty()
+            && self.authority.is_none()
+            && self.cluster.is_none()
+            && self.route.is_none()
+    }
+
+    /// Tests the request, reading the cheapest attributes (headers) before properties and
+    /// stopping at the first condition that fails.
+    pub fn matches<S: AttributeSource + ?Sized>(&self, req: &mut RequestAttributes<'_, S>) -> bool {
+        match &self.path {
+            PathRule::Any => {}
+            PathRule::Prefix(prefix) => {
+                if !req.path_only().is_some_and(|p| p.starts_with(prefix)) {
+                    return false;
+                }
+            }
+            PathRule::Exact(exact) => {
+                if req.path_only() != Some(exact.as_slice()) {
+                    return false;
+                }
+            }
+        }
+        if !self.methods.is_empty() {
+            let Some(method) = req.get(Attribute::Method) else {
+                return false;
+            };
+            if !self.methods.iter().any(|m| m.as_slice() == method) {
+                return false;
+            }
+        }
+        if let Some(rule) = &self.authority {
+            if !req
+                .get(Attribute::Authority)
+                .is_some_and(|a| authority_matches(rule, a))
+            {
+                return false;
+            }
+        }
+        if let Some(route) = &self.route {
+            if req.get(Attribute::Route) != Some(route.as_slice()) {
+                return false;
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            if req.get(Attribute::Cluster) != Some(cluster.as_slice()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn check_path(field: &FieldPath, p: &str) -> Result<Vec<u8>, ConfigError> {
+    if !p.starts_with('/') {
+        return Err(field.error(format!("\"{p}\" must start with '/'")));
+    }
+    if p.contains('?') || p.contains('#') {
+        return Err(field.error("paths are matched without the query string; remove '?' and '#'"));
+    }
+    Ok(p.as_bytes().to_vec())
+}
+
+fn non_empty(field: &FieldPath, v: &Option<String>) -> Result<Option<Vec<u8>>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Err(field.error("must not be empty; omit it to match any")),
+        Some(s) => Ok(Some(s.as_bytes().to_vec())),
+    }
+}
+
+fn check_authority(field: &FieldPath, a: &str) -> Result<AuthorityRule, ConfigError> {
+    let lower = a.to_ascii_lowercase();
+    if lower.is_empty() || lower.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
+        return Err(field.error(format!("\"{a}\" is not a host or host:port")));
+    }
+    if let Some(rest) = lower.strip_prefix("*.") {
+        if rest.is_empty() || rest.contains('*') {
+            return Err(field.error(format!(
+                "\"{a}\": a wildcard must look like \"*.example.com\""
+            )));
+        }
+        return Ok(AuthorityRule::Subdomain(format!(".{rest}").into_bytes()));
+    }
+    if lower.contains('*') {
+        return Err(field.error(format!(
+            "\"{a}\": only a leading \"*.\" wildcard is supported"
+        )));
+    }
+    let has_port = split_port(lower.as_bytes()).1;
+    Ok(AuthorityRule::Exact {
+        host: lower.into_bytes(),
+        has_port,
+    })
+}
+
+/// Splits `host[:port]` (IPv6 literals in brackets keep their colons).
+fn split_port(authority: &[u8]) -> (&[u8], bool) {
+    if let Some(colon) = authority.iter().rposition(|b| *b == b':') {
+        let after = authority.get(colon + 1..).unwrap_or_default();
+        let closes_bracket = authority.iter().rposition(|b| *b == b']');
+        let port_like = !after.is_empty() && after.iter().all(u8::is_ascii_digit);
+        if port_like && closes_bracket.is_none_or(|b| b < colon) {
+            return (authority.get(..colon).unwrap_or(authority), true);
+        }
+    }
+    (authority, false)
+}
+
+fn authority_matches(rule: &AuthorityRule, authority: &[u8]) -> bool {
+    match rule {
+        AuthorityRule::Exact { host, has_port } => {
+            let candidate = if *has_port {
+                authority
+            } else {
+                split_port(authority).0
+            };
+            candidate.eq_ignore_ascii_case(host)
+        }
+        AuthorityRule::Subdomain(suffix) => {
+            let host = split_port(authority).0;
+            host.len() > suffix.len()
+                && host
+                    .get(host.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_document;
+    use crate::request::fake::FakeRequest;
+    use crate::test_support::test;
+
+    fn matcher(json: &str) -> Result<RequestMatcher, ConfigError> {
+        let value = parse_document(json.as_bytes())?;
+        field(Field::new(&value, FieldPath::root("match")))
+    }
+
+    fn hits(json: &str, req: &FakeRequest) -> bool {
+        let m = matcher(json).expect("valid match config");
+        m.matches(&mut RequestAttributes::new(req))
+    }
+
+    #[test]
+    fn empty_match_takes_everything_without_reading() {
+        let req = FakeRequest::new("GET", "/x", "a");
+        let m = matcher("{}");
+        assert!(m.as_ref().is_ok_and(RequestMatcher::is_catch_all));
+        assert!(hits("{}", &req));
+        assert!(req.reads.borrow().is_empty());
+    }
+
+    #[test]
+    fn prefix_and_exact_ignore_the_query() {
+        let req = FakeRequest::new("GET", "/recommendations/top?n=5", "a");
+        assert!(hits(r#"{"path_prefix":"/recommendations"}"#, &req));
+        assert!(!hits(r#"{"path_prefix":"/recs"}"#, &req));
+        assert!(hits(r#"{"path_exact":"/recommendations/top"}"#, &req));
+        assert!(!hits(r#"{"path_exact":"/recommendations"}"#, &req));
+    }
+
+    #[test]
+    fn methods_are_any_of() {
+        let req = FakeRequest::new("POST", "/", "a");
+        assert!(hits(r#"{"methods":["GET","POST"]}"#, &req));
+        assert!(!hits(r#"{"methods":["GET"]}"#, &req));
+    }
+
+    #[test]
+    fn authority_rules() {
+        let req = FakeRequest::new("GET", "/", "API.example.com:8080");
+        assert!(hits(r#"{"authority":"api.example.com"}"#, &req));
+        assert!(hits(r#"{"authority":"api.example.com:8080"}"#, &req));
+        assert!(!hits(r#"{"authority":"api.example.com:9090"}"#, &req));
+        assert!(hits(r#"{"authority":"*.example.com"}"#, &req));
+        assert!(!hits(r#"{"authority":"*.api.example.com"}"#, &req));
+        let bare = FakeRequest::new("GET", "/", "example.com");
+        assert!(!hits(r#"{"authority":"*.example.com"}"#, &bare));
+        let v6 = FakeRequest::new("GET", "/", "[::1]:10000");
+        assert!(hits(r#"{"authority":"[::1]"}"#, &v6));
+        let v6_bare = FakeRequest::new("GET", "/", "[::1]");
+        assert!(hits(r#"{"authority":"[::1]"}"#, &v6_bare));
+    }
+
+    #[test]
+    fn cluster_and_route_read_properties_last() {
+        let req = FakeRequest::new("GET", "/a", "h")
+            .with_property("xds.cluster_name", "backend")
+            .with_property("xds.route_name", "r1");
+        assert!(hits(
+            r#"{"path_prefix":"/a","cluster":"backend","route":"r1"}"#,
+            &req
+        ));
+        assert_eq!(
+            *req.reads.borrow(),
+            vec![":path", "xds.route_name", "xds.cluster_name"]
+        );
+        let other = FakeRequest::new("GET", "/b", "h");
+        assert!(!hits(r#"{"path_prefix":"/a","cluster":"backend"}"#, &other));
+        assert_eq!(
+            *other.reads.borrow(),
+            vec![":path"],
+            "stops at the first miss"
+        );
+        assert!(
+            !hits(r#"{"cluster":"backend"}"#, &other),
+            "missing property never matches"
+        );
+    }
+
+    #[test]
+    fn missing_headers_never_match() {
+        let req = FakeRequest::default();
+        assert!(!hits(r#"{"path_prefix":"/"}"#, &req));
+        assert!(!hits(r#"{"methods":["GET"]}"#, &req));
+        assert!(!hits(r#"{"authority":"a"}"#, &req));
+    }
+
+    #[test]
+    fn invalid_matches_name_the_field() {
+        let cases = [
+            (r#"{"path_prefix":"api"}"#, "match.path_prefix"),
+            (
+                r#"{"path_prefix":"/a","path_exact":"/a"}"#,
+                "match.path_exact",
+            ),
+            (r#"{"path_exact":"/a?x"}"#, "match.path_exact"),
+            (r#"{"methods":[]}"#, "match.methods"),
+            (r#"{"methods":["GET","get"]}"#, "match.methods[1]"),
+            (r#"{"authority":"a*b"}"#, "match.authority"),
+            (r#"{"authority":"*."}"#, "match.authority"),
+            (r#"{"cluster":""}"#, "match.cluster"),
+            (r#"{"route":""}"#, "match.route"),
+        ];
+        for (json, field) in cases {
+            let err = matcher(json).err().map(|e| e.field);
+            assert_eq!(err.as_deref(), Some(field), "{json}");
+        }
+        let err = matcher(r#"{"prefix":"/"}"#).unwrap_err();
+        assert_eq!(err.field, "match.prefix");
+        assert!(
+            err.reason.contains("path_prefix, path_exact, methods"),
+            "{}",
+            err.reason
+        );
+        assert_eq!(
+            matcher(r#"{"methods":"GET"}"#).unwrap_err().field,
+            "match.methods"
+        );
+    }
+}

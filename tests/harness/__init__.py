@@ -1,0 +1,36 @@
+"""End-to-end test harness: a controllable upstream, a real Envoy, config builders, a client.
+
+Only the Python standard library is used here; the tests that use the harness need pytest.
+
+    with Upstream() as upstream:
+        config = envoy_config(upstream.port, http_filters=[wasm_filter(...)], route_timeout="0.5s",
+                              access_log_path=str(tmp_path / "access.log"))
+        with Envoy(config) as envoy:
+            upstream.set_mode("status", code=503)
+            assert request(envoy.url("/x")).status == 503
+            entry, = wait_for_access_log(tmp_path / "access.log", lambda e: e["path"] == "/x")
+"""
+
+from .client import RequestError, Response, concurrent, request
+from .config import DEFAULT_ACCESS_LOG_FORMAT, Route, envoy_config, static_cluster, wasm_filter
+from .envoy import Envoy, EnvoyError, parse_access_log_line, read_access_log, wait_for_access_log
+from .upstream import Mode, Upstream
+
+__all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "Envoy",
+    "EnvoyError",
+    "Mode",
+    "RequestError",
+    "Response",
+    "Route",
+    "Upstream",
+    "concurrent",
+    "envoy_config",
+    "parse_access_log_line",
+    "read_access_log",
+    "request",
+    "static_cluster",
+    "wait_for_access_log",
+    "wasm_filter",
+]

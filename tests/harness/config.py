@@ -1,0 +1,180 @@
+"""Build Envoy static bootstrap configs as plain Python dicts.
+
+The dicts are written to JSON by `tests.harness.envoy.Envoy`. Every listening address uses port 0
+so that several tests (and several Envoys) never collide; the real ports are discovered from the
+admin API after start.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+ROUTER_FILTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+# key=value pairs so that `tests.harness.envoy.parse_access_log_line` can read them back.
+# Envoy prints "-" for empty values and replaces whitespace in code details with "_", so no value
+# contains a space.
+DEFAULT_ACCESS_LOG_FORMAT = (
+    "method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% "
+    "flags=%RESPONSE_FLAGS% details=%RESPONSE_CODE_DETAILS% "
+    "upstream=%UPSTREAM_HOST% route=%ROUTE_NAME% duration_ms=%DURATION%\n"
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One prefix route; `name` is what a filter reads as `xds.route_name`."""
+
+    name: str
+    prefix: str
+    cluster: str = "upstream"
+    timeout: str | None = None  # None: the `route_timeout` given to envoy_config
+
+
+def socket_address(port: int, host: str = "127.0.0.1") -> dict:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def static_cluster(name: str, port: int, host: str = "127.0.0.1", connect_timeout: str = "1s") -> dict:
+    """A plain-HTTP/1.1 cluster with one fixed endpoint (use for `extra_clusters`)."""
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": connect_timeout,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(port, host)}}]}],
+        },
+    }
+
+
+def file_access_log(path: str, text_format: str = DEFAULT_ACCESS_LOG_FORMAT) -> dict:
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"text_format_source": {"inline_string": text_format}},
+        },
+    }
+
+
+def _route_entry(route: Route, default_timeout: str) -> dict:
+    # No retry_policy: Envoy retries only when a route (or virtual host) asks for it, and the
+    # filters under test must see every upstream failure.
+    return {
+        "name": route.name,
+        "match": {"prefix": route.prefix},
+        "route": {"cluster": route.cluster, "timeout": route.timeout or default_timeout},
+    }
+
+
+def envoy_config(
+    upstream_port: int,
+    http_filters: Sequence[dict] = (),
+    route_timeout: str = "5s",
+    access_log_path: str | None = None,
+    access_log_format: str | None = None,
+    extra_clusters: Sequence[dict] = (),
+    routes: Sequence[Route] | None = None,
+    listener_name: str = "main",
+    stats_tags: Mapping[str, str] | None = None,
+) -> dict:
+    """A complete static bootstrap: one HTTP listener routing to cluster "upstream".
+
+    Durations use the protobuf JSON form: "0.5s", not "500ms".
+
+    `http_filters` run in the given order; the router is appended last. `routes` defaults to a
+    single catch-all route named "default". `stats_tags` maps a tag name to a regex whose first
+    capture group is the tag value (Envoy's TagSpecifier), for Prometheus-label tests.
+    """
+    routes = routes if routes is not None else [Route(name="default", prefix="/")]
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+        ".HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [_route_entry(r, route_timeout) for r in routes],
+                }
+            ],
+        },
+        "http_filters": [*http_filters, ROUTER_FILTER],
+    }
+    if access_log_path is not None:
+        hcm["access_log"] = [file_access_log(access_log_path, access_log_format or DEFAULT_ACCESS_LOG_FORMAT)]
+
+    config = {
+        "admin": {"address": socket_address(0)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": listener_name,
+                    # Without it, listener stats are named after the configured address
+                    # ("127.0.0.1_0"), which is the same for every port-0 listener.
+                    "stat_prefix": listener_name,
+                    "address": socket_address(0),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [static_cluster("upstream", upstream_port), *extra_clusters],
+        },
+    }
+    if stats_tags:
+        config["stats_config"] = {
+            "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in stats_tags.items()]
+        }
+    return config
+
+
+def wasm_filter(
+    name: str,
+    wasm_path: str,
+    configuration: dict | str,
+    root_id: str | None = None,
+    vm_id: str | None = None,
+    fail_open: bool = False,
+) -> dict:
+    """An `envoy.filters.http.wasm` filter loading a local .wasm file into V8.
+
+    `configuration` reaches the plugin's `on_configure` as a StringValue, the same way Istio's
+    WasmPlugin delivers `pluginConfig`; a dict is serialised to JSON.
+    """
+    if not isinstance(configuration, str):
+        configuration = json.dumps(configuration)
+    plugin_config = {
+        "name": name,
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration},
+        "vm_config": {
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": wasm_path}},
+        },
+        "failure_policy": "FAIL_OPEN" if fail_open else "FAIL_CLOSED",
+    }
+    if root_id is not None:
+        plugin_config["root_id"] = root_id
+    if vm_id is not None:
+        plugin_config["vm_config"]["vm_id"] = vm_id
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": plugin_config,
+        },
+    }
