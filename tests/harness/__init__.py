@@ -12,7 +12,7 @@ Only the Python standard library is used here; the tests that use the harness ne
 """
 
 from .client import RequestError, Response, concurrent, request
-from .config import DEFAULT_ACCESS_LOG_FORMAT, Route, envoy_config, static_cluster, wasm_filter
+from .config import DEFAULT_ACCESS_LOG_FORMAT, Route, dist_module, envoy_config, static_cluster, wasm_filter
 from .envoy import Envoy, EnvoyError, parse_access_log_line, read_access_log, wait_for_access_log
 from .upstream import Mode, Upstream
 
@@ -26,6 +26,7 @@ __all__ = [
     "Route",
     "Upstream",
     "concurrent",
+    "dist_module",
     "envoy_config",
     "parse_access_log_line",
     "read_access_log",

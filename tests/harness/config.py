@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
+
+DIST = Path(__file__).resolve().parents[2] / "dist"
 
 ROUTER_FILTER = {
     "name": "envoy.filters.http.router",
@@ -141,6 +144,14 @@ def envoy_config(
             "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in stats_tags.items()]
         }
     return config
+
+
+def dist_module(name: str) -> Path:
+    """A filter module built by `make build`, e.g. dist_module("circuit_breaker")."""
+    path = DIST / f"{name}.wasm"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make build` (make e2e does it for you)")
+    return path
 
 
 def wasm_filter(

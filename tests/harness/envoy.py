@@ -55,7 +55,7 @@ class Envoy:
 
     def __init__(
         self,
-        config: dict,
+        config: dict | Path,
         concurrency: int = 2,
         log_level: str = "info",
         component_log_level: str | None = "wasm:debug",
@@ -127,8 +127,11 @@ class Envoy:
     def _launch(self) -> None:
         binary = envoy_binary()
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="breakwater-envoy-"))
-        config_path = self.tmp_dir / "cfg.json"
-        config_path.write_text(json.dumps(self.config, indent=2))
+        if isinstance(self.config, Path):
+            config_path = self.config  # a file from envoy/, with its own fixed ports
+        else:
+            config_path = self.tmp_dir / "cfg.json"
+            config_path.write_text(json.dumps(self.config, indent=2))
         command = [
             binary,
             "-c", str(config_path),
@@ -141,7 +144,10 @@ class Envoy:
         if self.component_log_level:
             command += ["--component-log-level", self.component_log_level]
         with open(self._log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            # From the repository root, so relative paths in configs (dist/*.wasm) resolve.
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         _running.add(self)
 
     def _wait_until_live(self, timeout: float) -> None:
@@ -169,6 +175,8 @@ class Envoy:
     @property
     def port(self) -> int:
         """The port of the first listener in the config."""
+        if isinstance(self.config, Path):
+            return next(iter(self.ports.values()))
         first = self.config["static_resources"]["listeners"][0]["name"]
         return self.ports[first]
 

@@ -568,7 +568,11 @@ impl Engine {
         .unwrap_or_default();
         let hash = fnv1a(&value);
         let text = Some(label(&value));
-        if worker.known.get(index).is_some_and(|k| k.binary_search(&hash).is_ok()) {
+        if worker
+            .known
+            .get(index)
+            .is_some_and(|k| k.binary_search(&hash).is_ok())
+        {
             return (StateKey::Split(hash), text);
         }
         if worker
@@ -669,21 +673,38 @@ impl Engine {
             }
         }
         let mut line = format!(
-            "breakwater circuit-breaker \"{}\"{}: {} -> {} (reason: {}; window: {} calls, failure rate {}%, slow-call rate {}%",
+            "breakwater circuit-breaker \"{}\"{}: {} -> {} (reason: {}",
             b.spec.name,
             key.map(|k| format!(" [{k}]")).unwrap_or_default(),
             t.from.as_str(),
             t.to.as_str(),
             t.reason.as_str(),
-            t.totals.calls,
-            tenths(t.totals.failure_rate()),
-            tenths(t.totals.slow_call_rate()),
         );
-        if t.consecutive_failures > 0 {
-            line.push_str(&format!(
-                ", {} consecutive failures",
-                t.consecutive_failures
-            ));
+        match (t.from, t.to) {
+            (Phase::Closed, _) => {
+                line.push_str(&format!(
+                    "; window: {} calls, failure rate {}%, slow-call rate {}%",
+                    t.totals.calls,
+                    tenths(t.totals.failure_rate()),
+                    tenths(t.totals.slow_call_rate()),
+                ));
+                if t.consecutive_failures > 0 {
+                    line.push_str(&format!(
+                        ", {} consecutive failures",
+                        t.consecutive_failures
+                    ));
+                }
+            }
+            (_, Phase::HalfOpen) => {
+                line.push_str(&format!("; admitting {} probe(s)", b.spec.half_open.probes));
+            }
+            (_, Phase::Closed) => {
+                line.push_str(&format!(
+                    "; all {} probe(s) succeeded",
+                    b.spec.half_open.probes
+                ));
+            }
+            _ => {}
         }
         line.push(')');
         if let Some(ms) = t.open_for_ms {

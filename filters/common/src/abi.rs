@@ -174,7 +174,10 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: 
         Err(status) => {
             hostcall::log(
                 LogLevel::Error,
-                &format!("breakwater: cannot read the plugin configuration (host status {})", status.0),
+                &format!(
+                    "breakwater: cannot read the plugin configuration (host status {})",
+                    status.0
+                ),
             );
             return 0;
         }
@@ -186,13 +189,25 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: 
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, end_of_stream: u32) -> u32 {
-    stream_call(context_id, Action::Continue, |s| s.on_request_headers(end_of_stream != 0)) as u32
+pub extern "C" fn proxy_on_request_headers(
+    context_id: u32,
+    _headers: usize,
+    end_of_stream: u32,
+) -> u32 {
+    stream_call(context_id, Action::Continue, |s| {
+        s.on_request_headers(end_of_stream != 0)
+    }) as u32
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: usize, end_of_stream: u32) -> u32 {
-    stream_call(context_id, Action::Continue, |s| s.on_response_headers(end_of_stream != 0)) as u32
+pub extern "C" fn proxy_on_response_headers(
+    context_id: u32,
+    _headers: usize,
+    end_of_stream: u32,
+) -> u32 {
+    stream_call(context_id, Action::Continue, |s| {
+        s.on_response_headers(end_of_stream != 0)
+    }) as u32
 }
 
 #[no_mangle]

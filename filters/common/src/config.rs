@@ -406,7 +406,10 @@ mod tests {
         let err = parse_document(b"{\"items\": [").unwrap_err();
         assert!(err.field.is_empty());
         assert!(err.reason.starts_with("invalid JSON: "), "{}", err.reason);
-        assert_eq!(err.reason, "invalid JSON: unexpected end of the document at line 1 column 12");
+        assert_eq!(
+            err.reason,
+            "invalid JSON: unexpected end of the document at line 1 column 12"
+        );
         assert!(parse_document(b"{} x").is_err());
     }
 

@@ -59,7 +59,10 @@ impl FlagSet {
         for name in names {
             let name = name.as_ref();
             mask |= FlagSet::bit(name).ok_or_else(|| {
-                format!("unknown response flag \"{name}\" (known: {})", FlagSet::describe(u64::MAX))
+                format!(
+                    "unknown response flag \"{name}\" (known: {})",
+                    FlagSet::describe(u64::MAX)
+                )
             })?;
         }
         Ok(FlagSet(mask))

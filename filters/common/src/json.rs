@@ -119,7 +119,11 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at line {} column {}", self.reason, self.line, self.column)
+        write!(
+            f,
+            "{} at line {} column {}",
+            self.reason, self.line, self.column
+        )
     }
 }
 
@@ -147,7 +151,10 @@ impl Parser<'_> {
     fn error(&self, reason: &'static str) -> ParseError {
         let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
         let line = 1 + before.iter().filter(|b| **b == b'\n').count();
-        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
         // Columns count characters, not bytes.
         let column = 1 + before
             .get(line_start..)
@@ -155,7 +162,11 @@ impl Parser<'_> {
             .iter()
             .filter(|b| (**b & 0xC0) != 0x80)
             .count();
-        ParseError { line, column, reason }
+        ParseError {
+            line,
+            column,
+            reason,
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -270,11 +281,14 @@ impl Parser<'_> {
                 b'"' => {
                     self.pos += 1;
                     // The input is valid UTF-8 and escapes add only whole characters.
-                    return String::from_utf8(out).map_err(|_| self.error("invalid UTF-8 in string"));
+                    return String::from_utf8(out)
+                        .map_err(|_| self.error("invalid UTF-8 in string"));
                 }
                 b'\\' => {
                     self.pos += 1;
-                    let escaped = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+                    let escaped = self
+                        .peek()
+                        .ok_or_else(|| self.error("unterminated string"))?;
                     self.pos += 1;
                     let simple = match escaped {
                         b'"' => Some(b'"'),
@@ -371,7 +385,9 @@ impl Parser<'_> {
             self.digits();
         }
         let text = self.bytes.get(start..self.pos).unwrap_or_default();
-        Ok(Value::Number(Number(String::from_utf8_lossy(text).into_owned())))
+        Ok(Value::Number(Number(
+            String::from_utf8_lossy(text).into_owned(),
+        )))
     }
 
     fn digits(&mut self) {
@@ -444,13 +460,21 @@ mod tests {
         assert_eq!(v.get("b"), Some(&Value::Object(vec![])));
         assert_eq!(v.get("missing"), None);
         // Object members keep document order.
-        let keys: Vec<&str> = v.as_object().unwrap().iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
         assert_eq!(keys, ["a", "b", "c"]);
     }
 
     #[test]
     fn strings_and_escapes() {
-        assert_eq!(ok(r#""a\"b\\c\/d\n\t\r\b\f""#).as_str(), Some("a\"b\\c/d\n\t\r\u{8}\u{c}"));
+        assert_eq!(
+            ok(r#""a\"b\\c\/d\n\t\r\b\f""#).as_str(),
+            Some("a\"b\\c/d\n\t\r\u{8}\u{c}")
+        );
         assert_eq!(ok(r#""\u00e6\u00f8\u00e5 \u20AC""#).as_str(), Some("æøå €"));
         assert_eq!(ok(r#""\ud83d\ude00""#).as_str(), Some("😀"));
         assert_eq!(ok("\"æøå\"").as_str(), Some("æøå"));
@@ -467,28 +491,67 @@ mod tests {
         assert_eq!(ok("1e2").as_f64(), Some(100.0));
         assert_eq!(ok("1.5E-1").as_f64(), Some(0.15));
         assert_eq!(ok("-0").as_f64(), Some(-0.0));
-        assert_eq!(ok("123456789012345678901234567890").as_f64().map(|f| f > 1.2e29), Some(true));
+        assert_eq!(
+            ok("123456789012345678901234567890")
+                .as_f64()
+                .map(|f| f > 1.2e29),
+            Some(true)
+        );
         assert_eq!(ok("1e400").as_f64(), Some(f64::INFINITY));
         assert_eq!(ok("-5").as_u64(), None);
     }
 
     #[test]
     fn errors_say_what_and_where() {
-        assert_eq!(err("{\"a\": 1,}"), "expected a key in double quotes at line 1 column 9");
-        assert_eq!(err("{\n  \"a\": 1\n  \"b\": 2\n}"), "expected ',' or '}' at line 3 column 3");
-        assert_eq!(err(r#"{"a": 1, "a": 2}"#), "duplicate key at line 1 column 10");
+        assert_eq!(
+            err("{\"a\": 1,}"),
+            "expected a key in double quotes at line 1 column 9"
+        );
+        assert_eq!(
+            err("{\n  \"a\": 1\n  \"b\": 2\n}"),
+            "expected ',' or '}' at line 3 column 3"
+        );
+        assert_eq!(
+            err(r#"{"a": 1, "a": 2}"#),
+            "duplicate key at line 1 column 10"
+        );
         assert_eq!(err("[1 2]"), "expected ',' or ']' at line 1 column 4");
-        assert_eq!(err("{} x"), "unexpected text after the document at line 1 column 4");
+        assert_eq!(
+            err("{} x"),
+            "unexpected text after the document at line 1 column 4"
+        );
         assert_eq!(err(""), "unexpected end of the document at line 1 column 1");
-        assert_eq!(err("\"æ\" x"), "unexpected text after the document at line 1 column 5");
+        assert_eq!(
+            err("\"æ\" x"),
+            "unexpected text after the document at line 1 column 5"
+        );
     }
 
     #[test]
     fn strictness() {
         for bad in [
-            "01", "1.", ".5", "+1", "1e", "-", "tru", "nul", "[1,]", "{'a':1}", "\"\\x\"",
-            "\"\\u12\"", "\"\\ud800\"", "\"\\ud800\\u0041\"", "\"a\nb\"", "// c\n{}", "NaN",
-            "Infinity", "\"unterminated", "{\"a\" 1}", "[", "{",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "-",
+            "tru",
+            "nul",
+            "[1,]",
+            "{'a':1}",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\ud800\\u0041\"",
+            "\"a\nb\"",
+            "// c\n{}",
+            "NaN",
+            "Infinity",
+            "\"unterminated",
+            "{\"a\" 1}",
+            "[",
+            "{",
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad:?} should be refused");
         }
@@ -500,7 +563,10 @@ mod tests {
         let deep = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
         assert!(parse(deep.as_bytes()).is_ok());
         let too_deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        assert_eq!(parse(too_deep.as_bytes()).unwrap_err().reason, "nesting is too deep");
+        assert_eq!(
+            parse(too_deep.as_bytes()).unwrap_err().reason,
+            "nesting is too deep"
+        );
         // A hostile depth fails fast instead of overflowing the stack.
         let hostile = "[".repeat(100_000);
         assert!(parse(hostile.as_bytes()).is_err());
