@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.harness.client import request
-from tests.harness.envoy import REPO_ROOT, Envoy, EnvoyError
+from tests.harness.envoy import REPO_ROOT, Envoy, EnvoyError, interrupt_on_signals
 from tests.harness.upstream import Upstream
 
 CONFIG = REPO_ROOT / "envoy" / "demo.yaml"
@@ -138,6 +138,7 @@ def run() -> None:
 
 
 def main() -> int:
+    interrupt_on_signals()
     try:
         run()
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from tests.harness.envoy import REPO_ROOT, envoy_binary
+from tests.harness.envoy import REPO_ROOT, envoy_binary, interrupt_on_signals
 from tests.harness.upstream import Upstream
 
 HELP = """
@@ -29,6 +29,7 @@ Ctrl-C stops Envoy and the upstream.
 
 
 def main() -> int:
+    interrupt_on_signals()
     with Upstream(port=8081, log=lambda line: print(f"[upstream] {line}", flush=True)):
         command = [envoy_binary(), "-c", "envoy/demo.yaml", "--concurrency", "2", "--use-dynamic-base-id",
                    "-l", "warning"]  # fmt: skip

@@ -256,6 +256,17 @@ class Envoy:
         return self.tmp_dir / "admin.txt"
 
 
+def interrupt_on_signals() -> None:
+    """Makes SIGTERM behave like Ctrl-C, so `with Envoy(...)` blocks unwind and stop everything;
+    SIGINT is restored too, in case a shell started the program with it ignored."""
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 # Last resort for interrupted test runs: never leave an Envoy behind when Python exits.
 _running: set[Envoy] = set()
 
