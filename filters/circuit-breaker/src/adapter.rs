@@ -188,7 +188,11 @@ impl Stream for BreakerStream {
     }
 
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
-        if self.ticket.is_some() && self.responded_ms.is_none() {
+        let timed = self
+            .ticket
+            .as_ref()
+            .is_some_and(Ticket::wants_response_time);
+        if timed && self.responded_ms.is_none() {
             self.responded_ms = Some(hostcall::now_ms());
         }
         Action::Continue
@@ -200,6 +204,9 @@ impl Stream for BreakerStream {
         else {
             return;
         };
+        if !ticket.is_accounted() {
+            return;
+        }
         let Ok(mut worker) = worker.try_borrow_mut() else {
             return;
         };

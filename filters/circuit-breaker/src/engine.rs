@@ -9,6 +9,7 @@ use breakwater_common::config::format_decimal;
 use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
 use breakwater_common::rng::Rng;
 use breakwater_common::shared::{cas_update, SharedStore, Update};
+use std::borrow::Cow;
 
 /// How many times a shared-state update is retried when other workers keep winning the race.
 pub const CAS_ATTEMPTS: u32 = 16;
@@ -83,6 +84,8 @@ pub struct Ticket {
     /// Whether the outcome feeds the state (not for disabled, dry-run-would-reject or failures
     /// to reach the shared state).
     accounted: bool,
+    /// Whether the response's arrival time matters (the breaker judges slow calls).
+    timed: bool,
     pub arrived_ms: u64,
     pub decision: Decision,
     /// The breaker's state when the decision was taken, or the mode when it overrides it.
@@ -218,11 +221,11 @@ struct Breaker {
 }
 
 impl Breaker {
-    fn key(&self, key: StateKey) -> String {
+    fn key(&self, key: StateKey) -> Cow<'_, str> {
         match key {
-            StateKey::Single => self.state_key.clone(),
-            StateKey::Split(hash) => format!("{}#{hash:016x}", self.state_key),
-            StateKey::Overflow => self.overflow_key.clone(),
+            StateKey::Single => Cow::Borrowed(&self.state_key),
+            StateKey::Split(hash) => Cow::Owned(format!("{}#{hash:016x}", self.state_key)),
+            StateKey::Overflow => Cow::Borrowed(&self.overflow_key),
         }
     }
 }
@@ -351,6 +354,7 @@ impl Engine {
             epoch: 0,
             probe: false,
             accounted: false,
+            timed: false,
             arrived_ms: now,
             decision,
             state,
@@ -373,6 +377,10 @@ impl Engine {
         let shared_key = b.key(key);
         let spec = &b.spec;
         let updated = cas_update(host, &shared_key, CAS_ATTEMPTS, |bytes| {
+            // Hot path: a closed breaker admits without decoding its window.
+            if let Some(epoch) = bytes.and_then(BreakerState::closed_epoch) {
+                return Update::Keep((policy::Admitted::pass(epoch), Phase::Closed));
+            }
             let mut state = BreakerState::load(bytes, spec.trip.window);
             let admitted = policy::admit(spec, &mut state, now);
             let result = (admitted.clone(), state.phase);
@@ -409,6 +417,7 @@ impl Engine {
             epoch,
             probe,
             accounted,
+            timed: accounted && spec.failure.slow_call_ms.is_some(),
             arrived_ms: now,
             decision,
             state,
@@ -723,6 +732,16 @@ pub struct BreakerRef(usize);
 impl Ticket {
     pub fn breaker(&self) -> BreakerRef {
         BreakerRef(self.breaker)
+    }
+
+    /// Whether the call's outcome is recorded (otherwise the host need not read it).
+    pub fn is_accounted(&self) -> bool {
+        self.accounted
+    }
+
+    /// Whether the time the response headers arrived is needed (slow-call detection).
+    pub fn wants_response_time(&self) -> bool {
+        self.timed
     }
 }
 

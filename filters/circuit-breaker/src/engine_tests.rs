@@ -185,6 +185,16 @@ impl Setup {
     }
 }
 
+/// SIMPLE's breaker opened by three failures, and the request it guards.
+fn opened_simple() -> (Setup, Req) {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    for _ in 0..3 {
+        s.call(0, &req, 503);
+    }
+    (s, req)
+}
+
 fn is_rejected(v: &RequestVerdict) -> bool {
     matches!(v, RequestVerdict::Rejected(_))
 }
@@ -266,11 +276,7 @@ fn opens_at_the_nth_consecutive_failure_across_workers_and_rejects() {
 
 #[test]
 fn half_open_admits_exactly_the_probes_across_workers_then_closes() {
-    let mut s = setup(SIMPLE);
-    let req = Req::get("/recommendations");
-    for _ in 0..3 {
-        s.call(0, &req, 503);
-    }
+    let (mut s, req) = opened_simple();
     s.host.advance(5000);
     // Many requests on both workers while the probes are in flight.
     let mut probes = Vec::new();
@@ -309,11 +315,7 @@ fn half_open_admits_exactly_the_probes_across_workers_then_closes() {
 
 #[test]
 fn a_competing_write_between_read_and_write_is_retried_not_lost() {
-    let mut s = setup(SIMPLE);
-    let req = Req::get("/recommendations");
-    for _ in 0..3 {
-        s.call(0, &req, 503);
-    }
+    let (mut s, req) = opened_simple();
     s.host.advance(5000);
     let key = "breakwater.circuit_breaker/test-plugin/recs";
     // Worker 1 claims the first probe...
@@ -353,11 +355,7 @@ fn own_rejections_and_stale_calls_are_not_counted() {
 
 #[test]
 fn backoff_grows_with_each_failed_probe() {
-    let mut s = setup(SIMPLE);
-    let req = Req::get("/recommendations");
-    for _ in 0..3 {
-        s.call(0, &req, 503);
-    }
+    let (mut s, req) = opened_simple();
     let mut retry_afters = Vec::new();
     for _ in 0..4 {
         let RequestVerdict::Rejected(r) = s.admit(0, &req) else {
@@ -534,11 +532,7 @@ fn split_by_header_reads_it_as_bytes() {
 
 #[test]
 fn unreachable_shared_state_lets_traffic_through() {
-    let mut s = setup(SIMPLE);
-    let req = Req::get("/recommendations");
-    for _ in 0..3 {
-        s.call(0, &req, 503);
-    }
+    let (mut s, req) = opened_simple();
     s.host.advance(5000);
     s.host.store.fail_writes();
     // The probe claim cannot be written: pass, unaccounted, and say so.
@@ -607,34 +601,30 @@ fn unanswered_calls_are_counted_separately() {
     assert!(!is_rejected(&s.admit(0, &Req::get("/"))));
 }
 
-#[test]
-fn state_survives_a_new_configuration() {
-    let mut s = setup(SIMPLE);
-    let req = Req::get("/recommendations");
-    for _ in 0..3 {
-        s.call(0, &req, 503);
-    }
-    // A config push creates new plugin instances; shared data outlives them.
+/// Opens SIMPLE's breaker, then configures a new engine (as a config push does) for `plugin`
+/// on the same host and sends it one request.
+fn reconfigure_after_opening(plugin: &str) -> (Setup, RequestVerdict) {
+    let (s, req) = opened_simple();
     let config = BreakerConfig::parse(format!(r#"{{"breakers":[{SIMPLE}]}}"#).as_bytes()).unwrap();
-    let engine = Engine::new(config, "test-plugin", &s.host);
+    let engine = Engine::new(config, plugin, &s.host);
     engine.prepare(&s.host);
     let mut worker = WorkerState::new(&engine, 9);
-    assert!(is_rejected(&engine.on_request(&s.host, &mut worker, &req)));
+    let verdict = engine.on_request(&s.host, &mut worker, &req);
+    (s, verdict)
+}
+
+#[test]
+fn state_survives_a_new_configuration() {
+    // A config push creates new plugin instances; shared data outlives them.
+    let (s, verdict) = reconfigure_after_opening("test-plugin");
+    assert!(is_rejected(&verdict));
     assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.state"), 1);
 }
 
 #[test]
 fn plugins_do_not_share_state() {
-    let mut s = setup(SIMPLE);
-    let req = Req::get("/recommendations");
-    for _ in 0..3 {
-        s.call(0, &req, 503);
-    }
-    let config = BreakerConfig::parse(format!(r#"{{"breakers":[{SIMPLE}]}}"#).as_bytes()).unwrap();
-    let other = Engine::new(config, "other-plugin", &s.host);
-    other.prepare(&s.host);
-    let mut worker = WorkerState::new(&other, 9);
-    assert!(!is_rejected(&other.on_request(&s.host, &mut worker, &req)));
+    let (_, verdict) = reconfigure_after_opening("other-plugin");
+    assert!(!is_rejected(&verdict));
 }
 
 #[test]

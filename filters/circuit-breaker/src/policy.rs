@@ -64,6 +64,18 @@ pub struct Admitted {
     pub changed: bool,
 }
 
+impl Admitted {
+    /// A closed breaker's answer: pass, nothing changes.
+    pub fn pass(epoch: u32) -> Admitted {
+        Admitted {
+            admission: Admission::Pass { epoch },
+            transition: None,
+            written_off: 0,
+            changed: false,
+        }
+    }
+}
+
 /// How a finished call went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -136,12 +148,7 @@ pub struct Recorded {
 /// is free. `jitter` is not needed here: only openings draw a duration.
 pub fn admit(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Admitted {
     match state.phase {
-        Phase::Closed => Admitted {
-            admission: Admission::Pass { epoch: state.epoch },
-            transition: None,
-            written_off: 0,
-            changed: false,
-        },
+        Phase::Closed => Admitted::pass(state.epoch),
         Phase::Open => {
             // A clock that stepped back must not hold the breaker open for the jump's length.
             let elapsed = now_ms >= state.open_until_ms || now_ms < state.phase_since_ms;
@@ -450,6 +457,14 @@ mod tests {
         (a.admission, r.transition.or(a.transition))
     }
 
+    /// The `simple()` breaker, opened at `now` by three failures.
+    fn opened_at(now: u64) -> (BreakerSpec, BreakerState) {
+        let spec = simple();
+        let mut s = BreakerState::fresh(spec.trip.window);
+        open_breaker(&spec, &mut s, now);
+        (spec, s)
+    }
+
     fn open_breaker(spec: &BreakerSpec, s: &mut BreakerState, now: u64) {
         for _ in 0..3 {
             call(spec, s, now, FAIL);
@@ -487,9 +502,7 @@ mod tests {
 
     #[test]
     fn rejects_while_open_with_retry_after() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let a = admit(&spec, &mut s, T0 + 1);
         assert_eq!(a.admission, Admission::Reject { retry_after_s: 5 });
         assert!(!a.changed);
@@ -517,9 +530,7 @@ mod tests {
 
     #[test]
     fn half_open_admits_exactly_the_probes() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let t = T0 + 5000;
         let first = admit(&spec, &mut s, t);
         assert!(matches!(first.admission, Admission::Probe { .. }));
@@ -542,9 +553,7 @@ mod tests {
 
     #[test]
     fn all_probes_succeeding_closes_and_resets_backoff() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let t = T0 + 5000;
         let Admission::Probe { epoch } = admit(&spec, &mut s, t).admission else {
             panic!()
@@ -574,9 +583,7 @@ mod tests {
 
     #[test]
     fn a_failed_probe_reopens_with_backoff_up_to_the_cap() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let mut now = T0;
         let mut durations = vec![s.open_until_ms - now];
         for _ in 0..5 {
@@ -601,9 +608,7 @@ mod tests {
 
     #[test]
     fn late_answers_from_an_earlier_half_open_round_are_ignored() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let t = T0 + 5000;
         let Admission::Probe { epoch: old } = admit(&spec, &mut s, t).admission else {
             panic!()
@@ -621,9 +626,7 @@ mod tests {
 
     #[test]
     fn unanswered_probes_are_written_off_after_max_wait() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let t = T0 + 5000;
         let Admission::Probe { epoch: stuck } = admit(&spec, &mut s, t).admission else {
             panic!()
@@ -657,9 +660,7 @@ mod tests {
 
     #[test]
     fn a_probe_without_response_frees_its_slot_at_once() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         let t = T0 + 5000;
         let Admission::Probe { epoch } = admit(&spec, &mut s, t).admission else {
             panic!()
@@ -808,9 +809,7 @@ mod tests {
 
     #[test]
     fn clock_stepping_back_does_not_wedge_open() {
-        let spec = simple();
-        let mut s = BreakerState::fresh(spec.trip.window);
-        open_breaker(&spec, &mut s, T0);
+        let (spec, mut s) = opened_at(T0);
         assert!(matches!(
             admit(&spec, &mut s, T0 - 3_600_000).admission,
             Admission::Probe { .. }

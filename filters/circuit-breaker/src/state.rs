@@ -118,6 +118,17 @@ impl BreakerState {
         Some(state)
     }
 
+    /// The epoch of a stored closed state, read from the header alone (no window decoding), or
+    /// `None` when the state is not closed or not readable.
+    pub fn closed_epoch(bytes: &[u8]) -> Option<u32> {
+        match bytes {
+            [FORMAT_VERSION, 0, e0, e1, e2, e3, ..] => {
+                Some(u32::from_le_bytes([*e0, *e1, *e2, *e3]))
+            }
+            _ => None,
+        }
+    }
+
     /// Decodes, or starts fresh when there is nothing usable.
     pub fn load(bytes: Option<&[u8]>, spec: WindowSpec) -> BreakerState {
         bytes
@@ -161,6 +172,17 @@ mod tests {
         let back = BreakerState::decode(&s.encode(), other).unwrap();
         assert_eq!(back.phase, Phase::Open);
         assert_eq!(back.window, Window::new(other));
+    }
+
+    #[test]
+    fn closed_epoch_reads_the_header_only() {
+        let mut s = BreakerState::fresh(COUNT);
+        s.epoch = 0x0102_0304;
+        assert_eq!(BreakerState::closed_epoch(&s.encode()), Some(0x0102_0304));
+        s.phase = Phase::Open;
+        assert_eq!(BreakerState::closed_epoch(&s.encode()), None);
+        assert_eq!(BreakerState::closed_epoch(&[FORMAT_VERSION, 0, 1]), None);
+        assert_eq!(BreakerState::closed_epoch(&[9, 0, 1, 0, 0, 0]), None);
     }
 
     #[test]
