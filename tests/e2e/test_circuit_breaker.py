@@ -41,23 +41,26 @@ def breaker(name: str = "api", **fields) -> dict:
 
 
 def test_trips_exactly_at_the_nth_consecutive_failure(breaker_envoy, upstream):
-    envoy = breaker_envoy([breaker(trip={"consecutive_failures": 5}, open={"duration": "30s"})])
-    # Healthy traffic first, on fresh connections that the kernel spreads over both workers.
-    for _ in range(20):
+    envoy = breaker_envoy([breaker(trip={"consecutive_failures": 20}, open={"duration": "30s"})])
+    for _ in range(5):
         assert get(envoy).status == 200
     upstream.set_mode("status", code=503)
     upstream.reset_counts()
-    for n in range(1, 6):
+    workers_before = envoy.worker_connection_counts()
+    # One client, a fresh connection per request: the kernel spreads them over both workers, so
+    # the count of consecutive failures must be shared to come out exact.
+    for n in range(1, 21):
         response = get(envoy)
         assert response.status == 503 and not rejected_by_breaker(response), f"failure {n} must reach the upstream"
+    per_worker = [a - b for a, b in zip(envoy.worker_connection_counts(), workers_before)]
     response = get(envoy)
-    assert rejected_by_breaker(response), "the breaker opens at the 5th consecutive failure"
-    assert upstream.count() == 5
-    assert min(envoy.worker_connection_counts()) > 0, "both workers served requests (shared state)"
+    assert rejected_by_breaker(response), "the breaker opens at the 20th consecutive failure"
+    assert upstream.count() == 20
+    assert min(per_worker) > 0, f"the failures were counted on both workers: {per_worker}"
     assert stat(envoy, "api", "state") == 1
     assert stat(envoy, "api", "transitions.opened") == 1
-    assert stat(envoy, "api", "calls.failure") == 5
-    assert stat(envoy, "api", "calls.success") == 20
+    assert stat(envoy, "api", "calls.failure") == 20
+    assert stat(envoy, "api", "calls.success") == 5
 
 
 def test_one_percent_noise_never_opens_a_fifty_percent_breaker(breaker_envoy, upstream):
@@ -275,21 +278,30 @@ def test_a_probe_that_never_answers_is_written_off_after_max_wait(breaker_envoy,
     )
     upstream.set_mode("status", code=503)
     get(envoy)
+    # t≈1.0 s: the first probe hangs; it will fail with a timeout (504 UT) at t≈4.0 s.
     upstream.set_mode("hang")
     time.sleep(1.05)
-    stuck = threading.Thread(target=lambda: get(envoy))  # the probe: hangs until the route timeout
+    stuck = threading.Thread(target=lambda: get(envoy))
     stuck.start()
     upstream.wait_for_count(2)
     assert rejected_by_breaker(get(envoy)), "its slot is taken"
-    upstream.set_mode("ok")
+    # t≈2.1 s: max_wait is over; the next request is a new probe, slow but successful (t≈4.6 s).
+    upstream.set_mode("delay", ms=2500)
     time.sleep(1.05)
-    response = get(envoy)
-    assert response.status == 200 and not rejected_by_breaker(response), "a new probe replaced the stuck one"
-    assert stat(envoy, "api", "probes_written_off") == 1
-    assert stat(envoy, "api", "state") == 0
+    second = []
+    replacement = threading.Thread(target=lambda: second.append(get(envoy)))
+    replacement.start()
+    upstream.wait_for_count(3)
     stuck.join()
-    # The stuck probe's late timeout belongs to an abandoned round: the breaker stays closed.
-    assert stat(envoy, "api", "state") == 0
+    # The stuck probe's timeout arrived while the new round was open: it belongs to an abandoned
+    # round and must not re-open the breaker.
+    replacement.join()
+    assert second[0].status == 200 and not rejected_by_breaker(second[0])
+    entries = wait_for_access_log(envoy.access_log, lambda e: e["decision"] == "probe", count=2)
+    assert sorted(e["flags"] for e in entries) == ["-", "UT"]
+    assert stat(envoy, "api", "probes_written_off") == 1
+    assert stat(envoy, "api", "state") == 0, "closed by the replacement probe"
+    assert stat(envoy, "api", "transitions.opened") == 1
 
 
 # --- modes ------------------------------------------------------------------------------------

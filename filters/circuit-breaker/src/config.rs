@@ -303,9 +303,15 @@ fn read_trip(obj: Option<Obj<'_>>, failure: &FailurePolicy) -> Result<TripPolicy
         None => WindowSpec::Count { size: 100 },
         Some(w) => read_window(w)?,
     };
-    let minimum_calls = minimum_calls.unwrap_or(20);
+    // The default never exceeds a small count window; an explicit value that does is an error.
+    let window_calls = match window {
+        WindowSpec::Count { size } => size,
+        WindowSpec::Time { .. } => u32::MAX,
+    };
+    let explicit_minimum = minimum_calls.is_some();
+    let minimum_calls = minimum_calls.unwrap_or(20.min(window_calls));
     if let WindowSpec::Count { size } = window {
-        if minimum_calls > size {
+        if explicit_minimum && minimum_calls > size {
             return Err(obj.key_path("minimum_calls").error(format!(
                 "{minimum_calls} can never be reached in a count window of {size} calls"
             )));
@@ -596,6 +602,13 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn default_minimum_calls_fits_a_small_window() {
+        let json = one(r#""trip":{"consecutive_failures":3,"window":{"kind":"count","size":10}}"#);
+        let cfg = BreakerConfig::parse(json.as_bytes()).unwrap();
+        assert_eq!(cfg.breakers[0].trip.minimum_calls, 10);
     }
 
     #[test]

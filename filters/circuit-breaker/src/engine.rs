@@ -235,6 +235,14 @@ pub struct Engine {
     breakers: Vec<Breaker>,
 }
 
+/// Shared data has no create-if-absent; this runs at configuration time, before the key can
+/// carry traffic's updates, so two workers creating it at once both write the same fresh value.
+fn create_if_absent<H: Host + ?Sized>(host: &H, key: &str, value: &[u8]) {
+    if let Ok(None) = host.get(key) {
+        let _ = host.set(key, value, 0);
+    }
+}
+
 fn bump<H: Host + ?Sized>(host: &H, id: Option<MetricId>) {
     if let Some(id) = id {
         host.add_metric(id, 1);
@@ -307,14 +315,15 @@ impl Engine {
     pub fn prepare<H: Host + ?Sized>(&self, host: &H) {
         for b in &self.breakers {
             let window = b.spec.trip.window;
-            let keys: &[&String] = if b.spec.split == Split::None {
-                &[&b.state_key]
+            if b.spec.split == Split::None {
+                create_if_absent(host, &b.state_key, &BreakerState::fresh(window).encode());
             } else {
-                &[&b.overflow_key]
-            };
-            for key in keys {
-                if let Ok(None) = host.get(key) {
-                    let _ = host.set(key, &BreakerState::fresh(window).encode(), 0);
+                create_if_absent(host, &b.overflow_key, &BreakerState::fresh(window).encode());
+                create_if_absent(host, &b.registry_key, &0u32.to_le_bytes());
+                if let (Some(gauge), Ok(Some((bytes, _)))) =
+                    (b.metrics.keys_tracked, host.get(&b.registry_key))
+                {
+                    host.set_gauge(gauge, u64::from(decode_count(Some(&bytes))));
                 }
             }
             if let Some(gauge) = b.metrics.state {
@@ -381,6 +390,9 @@ impl Engine {
             if let Some(epoch) = bytes.and_then(BreakerState::closed_epoch) {
                 return Update::Keep((policy::Admitted::pass(epoch), Phase::Closed));
             }
+            // The clock is read after the state, so it is never older than another worker's
+            // stamp in it by more than scheduling noise.
+            let now = host.now_ms();
             let mut state = BreakerState::load(bytes, spec.trip.window);
             let admitted = policy::admit(spec, &mut state, now);
             let result = (admitted.clone(), state.phase);
@@ -493,6 +505,7 @@ impl Engine {
         let jitter = worker.rng.symmetric_unit();
         let spec = &b.spec;
         let updated = cas_update(host, &b.key(ticket.key), CAS_ATTEMPTS, |bytes| {
+            let now = host.now_ms();
             let mut state = BreakerState::load(bytes, spec.trip.window);
             let recorded = policy::record(
                 spec,
@@ -621,33 +634,41 @@ impl Engine {
         }
     }
 
-    /// Adds a split value to the breaker's registry of states (bounded by `max_keys`). The
-    /// worker whose write adds it is the only one that creates its state.
+    /// Gives a new split value its own state if the breaker has fewer than `max_keys`. The
+    /// state key itself says whether a value is known (a small read); the `#keys` counter only
+    /// bounds how many exist, claimed by compare-and-swap before the state is created.
     fn register<H: Host + ?Sized>(&self, host: &H, b: &Breaker, hash: u64) -> Registration {
-        let max = b.spec.max_keys as usize;
-        let result = cas_update(host, &b.registry_key, CAS_ATTEMPTS, |bytes| {
-            let mut hashes = decode_registry(bytes.unwrap_or_default());
-            if hashes.contains(&hash) {
-                Update::Keep(Registration::Known)
-            } else if hashes.len() >= max {
-                Update::Keep(Registration::Full)
+        let key = b.key(StateKey::Split(hash));
+        match host.get(&key) {
+            Ok(Some(_)) => return Registration::Known,
+            Ok(None) => {}
+            Err(_) => {
+                bump(host, b.metrics.state_errors);
+                return Registration::Full;
+            }
+        }
+        let max = b.spec.max_keys;
+        let claimed = cas_update(host, &b.registry_key, CAS_ATTEMPTS, |bytes| {
+            let count = decode_count(bytes);
+            if count >= max {
+                Update::Keep(None)
             } else {
-                hashes.push(hash);
-                Update::Write(encode_registry(&hashes), Registration::Created)
+                Update::Write((count + 1).to_le_bytes().to_vec(), Some(count + 1))
             }
         });
-        match result {
-            Ok((Registration::Created, _)) => {
-                let key = b.key(StateKey::Split(hash));
+        match claimed {
+            Ok((Some(count), _)) => {
+                // Two workers meeting the same new value at once both claim a slot (the bound
+                // then admits slightly fewer values); only absent states are created.
                 if let Ok(None) = host.get(&key) {
                     let _ = host.set(&key, &BreakerState::fresh(b.spec.trip.window).encode(), 0);
                 }
                 if let Some(id) = b.metrics.keys_tracked {
-                    host.add_metric(id, 1);
+                    host.set_gauge(id, u64::from(count));
                 }
                 Registration::Created
             }
-            Ok((registration, _)) => registration,
+            Ok((None, _)) => Registration::Full,
             Err(_) => {
                 bump(host, b.metrics.state_errors);
                 Registration::Full
@@ -765,15 +786,11 @@ fn insert_sorted(set: &mut Vec<u64>, value: u64) {
     }
 }
 
-fn decode_registry(bytes: &[u8]) -> Vec<u64> {
+/// The `#keys` counter: a little-endian u32 (missing or malformed reads as 0).
+fn decode_count(bytes: Option<&[u8]>) -> u32 {
     bytes
-        .chunks_exact(8)
-        .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
-        .collect()
-}
-
-fn encode_registry(hashes: &[u64]) -> Vec<u8> {
-    hashes.iter().flat_map(|h| h.to_le_bytes()).collect()
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 #[cfg(test)]

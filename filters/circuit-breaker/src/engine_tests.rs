@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::BreakerConfig;
+use crate::state::BreakerState;
 use crate::test_support::test;
 use breakwater_common::shared::{MemoryStore, SetError};
 use std::cell::{Cell, RefCell};
@@ -318,16 +319,17 @@ fn a_competing_write_between_read_and_write_is_retried_not_lost() {
     let (mut s, req) = opened_simple();
     s.host.advance(5000);
     let key = "breakwater.circuit_breaker/test-plugin/recs";
-    // Worker 1 claims the first probe...
-    let first = ticket(s.admit(1, &req));
-    assert_eq!(first.decision, Decision::Probe);
-    // ...and, right before worker 0 writes its claim, another worker writes the state (the
-    // same bytes: a no-op update still changes the CAS token).
-    let current = s.host.store.raw(key).unwrap();
-    s.host.store.interleave_write(key, &current);
-    let second = ticket(s.admit(0, &req));
-    assert_eq!(second.decision, Decision::Probe);
+    let window = crate::config::WindowSpec::Count { size: 100 };
+    // Worker 1 claims the first of the two probes...
+    assert_eq!(ticket(s.admit(1, &req)).decision, Decision::Probe);
+    // ...and right before worker 0 writes its own claim, a third worker claims the second probe.
+    let mut competing = BreakerState::load(s.host.store.raw(key).as_deref(), window);
+    competing.probes_admitted += 1;
+    s.host.store.interleave_write(key, &competing.encode());
+    // Worker 0's write must fail, and on re-reading it finds both probes taken.
     assert!(is_rejected(&s.admit(0, &req)), "exactly two probes");
+    let stored = BreakerState::load(s.host.store.raw(key).as_deref(), window);
+    assert_eq!(stored.probes_admitted, 2);
 }
 
 #[test]
@@ -509,6 +511,24 @@ fn split_by_authority_keeps_states_apart_and_bounds_them() {
 }
 
 #[test]
+fn a_value_another_worker_registered_is_found_by_its_state() {
+    let mut s = setup(r#"{"name":"per-host","split_by":"authority","max_keys":5}"#);
+    let a = Req::new("GET", "/", "a.example");
+    s.call(0, &a, 200);
+    s.call(1, &a, 200); // worker 1 has not seen a.example, but its state exists
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.per-host.keys_tracked"),
+        1
+    );
+    let counter = s
+        .host
+        .store
+        .raw("breakwater.circuit_breaker/test-plugin/per-host#keys");
+    assert_eq!(counter, Some(1u32.to_le_bytes().to_vec()));
+}
+
+#[test]
 fn split_by_header_reads_it_as_bytes() {
     let mut s = setup(
         r#"{"name":"tenant","split_by":"header:x-tenant","trip":{"consecutive_failures":1}}"#,
@@ -605,6 +625,11 @@ fn unanswered_calls_are_counted_separately() {
 /// on the same host and sends it one request.
 fn reconfigure_after_opening(plugin: &str) -> (Setup, RequestVerdict) {
     let (s, req) = opened_simple();
+    // Forget what the first engine reported, so the new one must read the shared state.
+    let gauge = s
+        .host
+        .define_metric(MetricKind::Gauge, "breakwater.circuit_breaker.recs.state");
+    s.host.set_gauge(gauge.unwrap(), 0);
     let config = BreakerConfig::parse(format!(r#"{{"breakers":[{SIMPLE}]}}"#).as_bytes()).unwrap();
     let engine = Engine::new(config, plugin, &s.host);
     engine.prepare(&s.host);

@@ -6,6 +6,10 @@ use crate::config::{BreakerSpec, FailurePolicy};
 use crate::state::{BreakerState, Phase};
 use crate::window::{Totals, Window};
 
+/// How far the clock may appear to run backwards before it counts as a step back. Workers read
+/// the clock a moment apart, so another worker's newer timestamp is normal, not a clock jump.
+pub const CLOCK_STEP_BACK_MS: u64 = 1000;
+
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -151,7 +155,8 @@ pub fn admit(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Admit
         Phase::Closed => Admitted::pass(state.epoch),
         Phase::Open => {
             // A clock that stepped back must not hold the breaker open for the jump's length.
-            let elapsed = now_ms >= state.open_until_ms || now_ms < state.phase_since_ms;
+            let elapsed =
+                now_ms >= state.open_until_ms || stepped_back(now_ms, state.phase_since_ms);
             if !elapsed {
                 let wait_ms = state.open_until_ms - now_ms;
                 return Admitted {
@@ -182,6 +187,17 @@ pub fn admit(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Admit
             }
         }
         Phase::HalfOpen => {
+            if state.probes_succeeded >= spec.half_open.probes {
+                // Enough probes succeeded under a config that asked for more (a push lowered
+                // `half_open.probes`): the breaker is healthy.
+                let transition = close(spec, state, now_ms);
+                return Admitted {
+                    admission: Admission::Pass { epoch: state.epoch },
+                    transition: Some(transition),
+                    written_off: 0,
+                    changed: true,
+                };
+            }
             if state.probes_admitted < spec.half_open.probes {
                 state.probes_admitted += 1;
                 state.last_probe_ms = now_ms;
@@ -197,7 +213,7 @@ pub fn admit(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Admit
                 >= state
                     .last_probe_ms
                     .saturating_add(spec.half_open.max_wait_ms)
-                || now_ms < state.last_probe_ms;
+                || stepped_back(now_ms, state.last_probe_ms);
             if in_flight > 0 && overdue {
                 // Probes that never answered (client gone, stream reset, VM reloaded) must not
                 // wedge the breaker: give up on them, ignore their late answers (new epoch) and
@@ -320,19 +336,8 @@ pub fn record(
                     changed: true,
                 };
             }
-            let totals = state.window.totals(now_ms);
-            enter(state, Phase::Closed, now_ms);
-            state.reopen_count = 0;
-            state.window = Window::new(spec.trip.window);
             Recorded {
-                transition: Some(Transition {
-                    from: Phase::HalfOpen,
-                    to: Phase::Closed,
-                    reason: Reason::ProbesSucceeded,
-                    totals,
-                    consecutive_failures: 0,
-                    open_for_ms: None,
-                }),
+                transition: Some(close(spec, state, now_ms)),
                 counted: true,
                 changed: true,
             }
@@ -364,6 +369,26 @@ fn trip_reason(spec: &BreakerSpec, state: &BreakerState, totals: Totals) -> Opti
         return Some(Reason::SlowCallRate);
     }
     None
+}
+
+fn stepped_back(now_ms: u64, stamp_ms: u64) -> bool {
+    now_ms.saturating_add(CLOCK_STEP_BACK_MS) < stamp_ms
+}
+
+/// Closes a half-open breaker: fresh window, backoff reset.
+fn close(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Transition {
+    let totals = state.window.totals(now_ms);
+    enter(state, Phase::Closed, now_ms);
+    state.reopen_count = 0;
+    state.window = Window::new(spec.trip.window);
+    Transition {
+        from: Phase::HalfOpen,
+        to: Phase::Closed,
+        reason: Reason::ProbesSucceeded,
+        totals,
+        consecutive_failures: 0,
+        open_for_ms: None,
+    }
 }
 
 /// Moves to `phase` at `now_ms`, starting a new epoch with no probes.
@@ -805,6 +830,41 @@ mod tests {
         let until = s.open_until_ms;
         call(&strict, &mut s, until, SLOW);
         assert_eq!(s.phase, Phase::Open);
+    }
+
+    #[test]
+    fn lowering_probes_in_a_config_push_does_not_wedge_half_open() {
+        let (spec, mut s) = opened_at(T0);
+        let t = T0 + 5000;
+        // Under `probes: 2`, one probe was admitted and succeeded...
+        let Admission::Probe { epoch } = admit(&spec, &mut s, t).admission else {
+            panic!()
+        };
+        record(&spec, &mut s, epoch, true, OK, t, 0.0);
+        // ...then a push lowers it to 1: the next request closes the breaker.
+        let mut lowered = spec.clone();
+        lowered.half_open.probes = 1;
+        let a = admit(&lowered, &mut s, t + 1);
+        assert!(matches!(a.admission, Admission::Pass { .. }));
+        assert_eq!(a.transition.map(|t| t.to), Some(Phase::Closed));
+        assert_eq!(s.phase, Phase::Closed);
+    }
+
+    #[test]
+    fn another_workers_newer_timestamp_is_not_a_clock_step() {
+        // Worker A read the clock at T; worker B opened the breaker at T + 1 ms.
+        let (spec, mut s) = opened_at(T0 + 1);
+        assert!(matches!(
+            admit(&spec, &mut s, T0).admission,
+            Admission::Reject { .. }
+        ));
+        // Half-open, all slots taken by a probe stamped 1 ms after A's clock reading.
+        let t = s.open_until_ms;
+        admit(&spec, &mut s, t + 1);
+        admit(&spec, &mut s, t + 1);
+        let a = admit(&spec, &mut s, t);
+        assert_eq!(a.written_off, 0, "live probes are not written off");
+        assert!(matches!(a.admission, Admission::Reject { .. }));
     }
 
     #[test]

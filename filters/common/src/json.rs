@@ -406,12 +406,21 @@ fn decimal_to_f64(text: &str) -> Option<f64> {
         None => (false, text),
     };
     let (mantissa_text, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (rest.get(..i)?, rest.get(i + 1..)?.parse::<i32>().ok()?),
+        Some(i) => {
+            let digits = rest.get(i + 1..)?;
+            // Exponents beyond ±400 give 0 or infinity anyway; clamping keeps the sums in range.
+            let exponent = match digits.parse::<i64>() {
+                Ok(e) => e.clamp(-400, 400),
+                Err(_) if digits.starts_with('-') => -400,
+                Err(_) => 400,
+            };
+            (rest.get(..i)?, exponent)
+        }
         None => (rest, 0),
     };
     let (whole, fraction) = mantissa_text.split_once('.').unwrap_or((mantissa_text, ""));
     let mut mantissa: u64 = 0;
-    let mut scale: i32 = exponent;
+    let mut scale: i64 = exponent;
     for d in whole.bytes() {
         if mantissa < 1_000_000_000_000_000_000 {
             mantissa = mantissa * 10 + u64::from(d.checked_sub(b'0')?);
@@ -425,6 +434,8 @@ fn decimal_to_f64(text: &str) -> Option<f64> {
             scale = scale.saturating_sub(1);
         }
     }
+    // |scale| ≤ 400 + the number of digits, which fits i32 for any document we accept.
+    let scale = i32::try_from(scale.clamp(-100_000, 100_000)).unwrap_or(0);
     let magnitude = if scale >= 0 {
         mantissa as f64 * 10f64.powi(scale)
     } else {
@@ -498,6 +509,9 @@ mod tests {
             Some(true)
         );
         assert_eq!(ok("1e400").as_f64(), Some(f64::INFINITY));
+        assert_eq!(ok("1e-2147483648").as_f64(), Some(0.0));
+        assert_eq!(ok("0e-99999999999999999999").as_f64(), Some(0.0));
+        assert_eq!(ok("1e99999999999999999999").as_f64(), Some(f64::INFINITY));
         assert_eq!(ok("-5").as_u64(), None);
     }
 
