@@ -174,9 +174,13 @@ impl Stream for BreakerStream {
                 let Some(reply) = engine.reply(&rejection) else {
                     return Action::Continue;
                 };
-                let mut headers = reply.headers.clone();
+                let mut headers: Vec<(&str, &[u8])> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (*n, v.as_bytes()))
+                    .collect();
                 if let Some(seconds) = reply.retry_after() {
-                    headers.push(("retry-after", seconds));
+                    headers.push(("retry-after", seconds.as_bytes()));
                 }
                 match hostcall::send_http_response(reply.status, &headers, reply.body) {
                     Ok(()) => Action::Pause,

@@ -6,6 +6,8 @@ use crate::config::{BreakerConfig, BreakerSpec, Mode, Split};
 use crate::policy::{self, Admission, CallFacts, Outcome, Transition, Verdict};
 use crate::state::{BreakerState, Phase};
 use breakwater_common::config::format_decimal;
+// A collision merely makes two split values share a state.
+use breakwater_common::hash::fnv1a;
 use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
 use breakwater_common::rng::Rng;
 use breakwater_common::shared::{cas_update, SharedStore, Update};
@@ -257,13 +259,6 @@ fn tenths(value: f64) -> String {
     } else {
         s + ".0"
     }
-}
-
-/// FNV-1a: a stable, dependency-free hash for split values (collisions merely share a state).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// A printable, bounded rendering of a split value for log lines.

@@ -34,6 +34,12 @@ pub trait Stream {
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
         Action::Continue
     }
+    /// A response body chunk of `body_size` bytes (exported with the `response-body` feature).
+    fn on_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+    /// The answer to an HTTP callout this stream made (exported with the `http-calls` feature).
+    fn on_http_call_response(&mut self, _token: u32, _body_size: usize) {}
     /// After the stream ends, before Envoy's access loggers run.
     fn on_log(&mut self) {}
 }
@@ -88,6 +94,20 @@ thread_local! {
     static DISPATCHER: RefCell<Dispatcher> = const {
         RefCell::new(Dispatcher { factory: None, roots: Contexts::new(), streams: Contexts::new() })
     };
+    /// The stream whose callback is running, so callouts it starts can be routed back to it.
+    static ACTIVE_STREAM: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// (callout token, stream context id) of HTTP calls awaiting their answer.
+    static CALLOUTS: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Remembers that the running stream started callout `token`; call right after dispatching.
+pub fn track_callout(token: u32) {
+    let context = ACTIVE_STREAM.with(|a| a.get());
+    CALLOUTS.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.push((token, context));
+        }
+    });
 }
 
 /// Registers the filter; call from `_initialize` (see [`crate::export_filter!`]).
@@ -112,6 +132,7 @@ fn with<T: Copy>(default: T, f: impl FnOnce(&mut Dispatcher) -> T) -> T {
 }
 
 fn stream_call<T: Copy>(context_id: u32, default: T, f: impl FnOnce(&mut dyn Stream) -> T) -> T {
+    ACTIVE_STREAM.with(|a| a.set(context_id));
     with(default, |d| match d.streams.get_mut(context_id) {
         Some(stream) => f(stream),
         None => default,
@@ -210,6 +231,38 @@ pub extern "C" fn proxy_on_response_headers(
     }) as u32
 }
 
+#[cfg(feature = "response-body")]
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: u32,
+) -> u32 {
+    stream_call(context_id, Action::Continue, |s| {
+        s.on_response_body(body_size, end_of_stream != 0)
+    }) as u32
+}
+
+#[cfg(feature = "http-calls")]
+#[no_mangle]
+pub extern "C" fn proxy_on_http_call_response(
+    context_id: u32,
+    token: u32,
+    _headers: usize,
+    body_size: usize,
+    _trailers: usize,
+) {
+    // Route by the token we recorded; hosts may report the call on another context.
+    let owner = CALLOUTS.with(|c| {
+        let mut c = c.try_borrow_mut().ok()?;
+        let at = c.iter().position(|(t, _)| *t == token)?;
+        Some(c.swap_remove(at).1)
+    });
+    stream_call(owner.unwrap_or(context_id), (), |s| {
+        s.on_http_call_response(token, body_size)
+    })
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_log(context_id: u32) {
     stream_call(context_id, (), |s| s.on_log())
@@ -226,5 +279,11 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
         if !d.streams.remove(context_id) {
             d.roots.remove(context_id);
         }
-    })
+    });
+    // A stream that goes away forgets its pending callouts (Envoy cancels them).
+    CALLOUTS.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.retain(|(_, owner)| *owner != context_id);
+        }
+    });
 }

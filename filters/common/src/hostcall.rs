@@ -37,7 +37,11 @@ pub enum MetricType {
 
 const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
+const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
+const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+const STREAM_HTTP_RESPONSE: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -93,6 +97,24 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -147,24 +169,83 @@ pub fn now_nanos() -> u64 {
     nanos
 }
 
-pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+fn buffer(buffer_type: u32, start: usize, max_size: usize) -> Result<Vec<u8>, Status> {
     let mut data = null_mut();
     let mut size = 0usize;
-    let status = unsafe {
-        proxy_get_buffer_bytes(
-            BUFFER_PLUGIN_CONFIGURATION,
-            0,
-            usize::MAX,
-            &mut data,
-            &mut size,
-        )
-    };
+    let status =
+        unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) };
     match status {
         OK => Ok(unsafe { take_buffer(data, size) }),
-        // No configuration at all (Istio with an empty pluginConfig).
+        // Nothing there (e.g. Istio with an empty pluginConfig, or an empty body).
         1 => Ok(Vec::new()),
         other => Err(Status(other)),
     }
+}
+
+pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+    buffer(BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
+}
+
+/// The response body chunk Envoy just handed to `on_response_body` (`size` bytes).
+pub fn response_body(size: usize) -> Result<Vec<u8>, Status> {
+    buffer(BUFFER_HTTP_RESPONSE_BODY, 0, size)
+}
+
+/// The body of an HTTP callout's response, in `on_http_call_response`.
+pub fn http_call_response_body(size: usize) -> Result<Vec<u8>, Status> {
+    buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, size)
+}
+
+fn header_pairs(map: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if status != OK {
+        return Vec::new();
+    }
+    crate::pairs::deserialize(&unsafe { take_buffer(data, size) })
+}
+
+/// All response headers (one host call; use only where every header is needed).
+pub fn response_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    header_pairs(MAP_HTTP_RESPONSE_HEADERS)
+}
+
+/// All headers of an HTTP callout's response, in `on_http_call_response`.
+pub fn http_call_response_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    header_pairs(MAP_HTTP_CALL_RESPONSE_HEADERS)
+}
+
+/// Calls another Envoy cluster; the answer arrives in `on_http_call_response` with the
+/// returned token. `headers` must include `:method`, `:path` and `:authority`.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    let serialized = crate::pairs::serialize(headers);
+    let mut token = 0u32;
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            serialized.as_ptr(),
+            serialized.len(),
+            body.as_ptr(),
+            body.len(),
+            null(),
+            0,
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
+}
+
+/// Lets a response that a callback paused continue downstream unchanged.
+pub fn resume_response() -> Result<(), Status> {
+    check(unsafe { proxy_continue_stream(STREAM_HTTP_RESPONSE) })
 }
 
 fn header_value(map: u32, name: &str) -> Option<Vec<u8>> {
@@ -233,10 +314,10 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> 
 /// Sends a local reply. Envoy defers it and reports success even if it will not take effect.
 pub fn send_http_response(
     status: u32,
-    headers: &[(&str, &str)],
+    headers: &[(&str, &[u8])],
     body: &[u8],
 ) -> Result<(), Status> {
-    let serialized = serialize_pairs(headers);
+    let serialized = crate::pairs::serialize(headers);
     check(unsafe {
         proxy_send_local_response(
             status,
@@ -249,29 +330,6 @@ pub fn send_http_response(
             -1,
         )
     })
-}
-
-/// The ABI's header-map encoding: count, then (name length, value length) pairs, then each
-/// name and value followed by a NUL.
-fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(n, v)| 10 + n.len() + v.len())
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    out.extend_from_slice(&len32(pairs.len()));
-    for (name, value) in pairs {
-        out.extend_from_slice(&len32(name.len()));
-        out.extend_from_slice(&len32(value.len()));
-    }
-    for (name, value) in pairs {
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.extend_from_slice(value.as_bytes());
-        out.push(0);
-    }
-    out
 }
 
 pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {

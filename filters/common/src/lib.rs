@@ -1,11 +1,14 @@
 //! What every breakwater filter needs, with no dependency on proxy-wasm so that it builds and
 //! tests natively and on `wasm32-unknown-unknown`:
 //!
+//! - [`base64`]: decoding for binary configuration values.
+//! - [`hash`]: a stable 64-bit hash for keys in shared data.
 //! - [`json`]: a small, strict JSON reader (serde_json costs 28 KB per module).
 //! - [`config`]: JSON parsing that names the exact field of every error (`breakers[1].trip.failure_rate`).
 //! - [`duration`]: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
 //! - [`status`]: status codes, classes (`"5xx"`) and ranges (`"500-504"`).
 //! - [`flags`]: Envoy's response flags by short name (`UF`, `UT`, …) as read from `response.flags`.
+//! - [`pairs`]: the proxy-wasm header-map encoding.
 //! - [`matcher`]: the request-matching vocabulary shared by all filters.
 //! - [`request`]: lazy, read-once access to request attributes.
 //! - [`shared`]: shared-data compare-and-swap with a bounded retry loop.
@@ -15,14 +18,17 @@
 
 #[cfg(target_os = "wasi")]
 pub mod abi;
+pub mod base64;
 pub mod config;
 pub mod duration;
 pub mod flags;
+pub mod hash;
 pub mod headers;
 #[cfg(target_os = "wasi")]
 pub mod hostcall;
 pub mod json;
 pub mod matcher;
+pub mod pairs;
 pub mod request;
 pub mod rng;
 pub mod shared;
