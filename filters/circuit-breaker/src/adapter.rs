@@ -2,14 +2,11 @@
 //! host calls. No policy lives here.
 
 use crate::config::BreakerConfig;
-use crate::engine::{
-    Engine, Host, Level, MetricId, MetricKind, RequestVerdict, Ticket, WorkerState,
-};
+use crate::engine::{Engine, Host, Level, RequestVerdict, Ticket, WorkerState};
 use breakwater_common::abi::{Action, Plugin, Stream};
 use breakwater_common::flags::{decode_flags, decode_u64};
-use breakwater_common::hostcall::{self, LogLevel, MetricType};
-use breakwater_common::request::AttributeSource;
-use breakwater_common::shared::{SetError, SharedStore};
+use breakwater_common::host::Envoy;
+use breakwater_common::hostcall;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -26,68 +23,6 @@ breakwater_common::export_filter!(|context_id| -> Box<dyn Plugin> {
         worker: None,
     })
 });
-
-/// Host calls for the engine.
-struct Envoy;
-
-impl SharedStore for Envoy {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
-        hostcall::get_shared_data(key).map_err(|s| format!("get_shared_data status {}", s.0))
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-        match hostcall::set_shared_data(key, value, cas) {
-            Ok(()) => Ok(()),
-            Err(hostcall::CAS_MISMATCH) => Err(SetError::CasMismatch),
-            Err(s) => Err(SetError::Host(format!("set_shared_data status {}", s.0))),
-        }
-    }
-}
-
-impl Host for Envoy {
-    fn now_ms(&self) -> u64 {
-        hostcall::now_ms()
-    }
-
-    fn log(&self, level: Level, message: &str) {
-        let level = match level {
-            Level::Debug => LogLevel::Debug,
-            Level::Info => LogLevel::Info,
-            Level::Warn => LogLevel::Warn,
-            Level::Error => LogLevel::Error,
-        };
-        hostcall::log(level, message);
-    }
-
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId> {
-        let kind = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Gauge => MetricType::Gauge,
-        };
-        hostcall::define_metric(kind, name).ok()
-    }
-
-    fn add_metric(&self, id: MetricId, delta: i64) {
-        let _ = hostcall::increment_metric(id, delta);
-    }
-
-    fn set_gauge(&self, id: MetricId, value: u64) {
-        let _ = hostcall::record_metric(id, value);
-    }
-}
-
-/// The current request, read through the host.
-struct Request;
-
-impl AttributeSource for Request {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcall::request_header(name)
-    }
-
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcall::property(path)
-    }
-}
 
 struct BreakerRoot {
     /// Seeds this worker's jitter source, together with the clock.
@@ -158,7 +93,7 @@ impl Stream for BreakerStream {
         let Ok(mut worker) = worker.try_borrow_mut() else {
             return Action::Continue;
         };
-        match engine.on_request(&Envoy, &mut worker, &Request) {
+        match engine.on_request(&Envoy, &mut worker, &Envoy) {
             RequestVerdict::NotMatched => Action::Continue,
             RequestVerdict::Admitted(ticket) => {
                 set_filter_state(FS_BREAKER, engine.breaker_name(&ticket.breaker()));

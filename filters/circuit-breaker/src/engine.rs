@@ -8,9 +8,11 @@ use crate::state::{BreakerState, Phase};
 use breakwater_common::config::format_decimal;
 // A collision merely makes two split values share a state.
 use breakwater_common::hash::fnv1a;
+use breakwater_common::host::bump;
+pub use breakwater_common::host::{Host, Level, MetricId, MetricKind};
 use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
 use breakwater_common::rng::Rng;
-use breakwater_common::shared::{cas_update, SharedStore, Update};
+use breakwater_common::shared::{cas_update, Update};
 use std::borrow::Cow;
 
 /// How many times a shared-state update is retried when other workers keep winning the race.
@@ -19,32 +21,6 @@ pub const CAS_ATTEMPTS: u32 = 16;
 const OVERFLOW_CACHE: usize = 1024;
 /// Split values are shown in log lines up to this many characters.
 const LABEL_CHARS: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Gauge,
-}
-
-pub type MetricId = u32;
-
-/// What the engine needs from Envoy besides request attributes.
-pub trait Host: SharedStore {
-    fn now_ms(&self) -> u64;
-    fn log(&self, level: Level, message: &str);
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId>;
-    /// Adds to a counter (delta > 0) or a gauge (either sign).
-    fn add_metric(&self, id: MetricId, delta: i64);
-    fn set_gauge(&self, id: MetricId, value: u64);
-}
 
 /// The decision taken for a request, as written to filter state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,12 +218,6 @@ pub struct Engine {
 fn create_if_absent<H: Host + ?Sized>(host: &H, key: &str, value: &[u8]) {
     if let Ok(None) = host.get(key) {
         let _ = host.set(key, value, 0);
-    }
-}
-
-fn bump<H: Host + ?Sized>(host: &H, id: Option<MetricId>) {
-    if let Some(id) = id {
-        host.add_metric(id, 1);
     }
 }
 

@@ -5,129 +5,15 @@ use super::*;
 use crate::config::BreakerConfig;
 use crate::state::BreakerState;
 use crate::test_support::test;
-use breakwater_common::shared::{MemoryStore, SetError};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use breakwater_common::host::fake::{FakeHost, FakeRequest};
+use breakwater_common::shared::SharedStore;
 
 const T0: u64 = 1_700_000_000_000;
 
-struct FakeHost {
-    store: MemoryStore,
-    now: Cell<u64>,
-    logs: RefCell<Vec<(Level, String)>>,
-    metric_names: RefCell<Vec<(String, MetricKind)>>,
-    metric_values: RefCell<HashMap<MetricId, i64>>,
-}
+type Req = FakeRequest;
 
-impl FakeHost {
-    fn new() -> Self {
-        FakeHost {
-            store: MemoryStore::new(),
-            now: Cell::new(T0),
-            logs: RefCell::default(),
-            metric_names: RefCell::default(),
-            metric_values: RefCell::default(),
-        }
-    }
-
-    fn advance(&self, ms: u64) {
-        self.now.set(self.now.get() + ms);
-    }
-
-    fn metric(&self, name: &str) -> i64 {
-        let names = self.metric_names.borrow();
-        let id = names
-            .iter()
-            .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("metric {name} not defined"));
-        self.metric_values
-            .borrow()
-            .get(&(id as u32))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn defined(&self, name: &str) -> bool {
-        self.metric_names.borrow().iter().any(|(n, _)| n == name)
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.logs
-            .borrow()
-            .iter()
-            .filter(|(l, _)| *l == Level::Warn)
-            .map(|(_, m)| m.clone())
-            .collect()
-    }
-}
-
-impl SharedStore for FakeHost {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
-        self.store.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-        self.store.set(key, value, cas)
-    }
-}
-
-impl Host for FakeHost {
-    fn now_ms(&self) -> u64 {
-        self.now.get()
-    }
-    fn log(&self, level: Level, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_string()));
-    }
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId> {
-        let mut names = self.metric_names.borrow_mut();
-        if let Some(i) = names.iter().position(|(n, _)| n == name) {
-            return Some(i as u32);
-        }
-        names.push((name.to_string(), kind));
-        Some((names.len() - 1) as u32)
-    }
-    fn add_metric(&self, id: MetricId, delta: i64) {
-        let kind = self.metric_names.borrow()[id as usize].1;
-        assert!(kind == MetricKind::Gauge || delta > 0, "counters only grow");
-        *self.metric_values.borrow_mut().entry(id).or_default() += delta;
-    }
-    fn set_gauge(&self, id: MetricId, value: u64) {
-        assert_eq!(self.metric_names.borrow()[id as usize].1, MetricKind::Gauge);
-        self.metric_values.borrow_mut().insert(id, value as i64);
-    }
-}
-
-#[derive(Default)]
-struct Req {
-    headers: HashMap<String, Vec<u8>>,
-    reads: RefCell<Vec<String>>,
-}
-
-impl Req {
-    fn get(path: &str) -> Req {
-        Req::new("GET", path, "shop.example")
-    }
-    fn new(method: &str, path: &str, authority: &str) -> Req {
-        let mut r = Req::default();
-        r.headers.insert(":method".into(), method.into());
-        r.headers.insert(":path".into(), path.into());
-        r.headers.insert(":authority".into(), authority.into());
-        r
-    }
-    fn header(mut self, name: &str, value: &[u8]) -> Req {
-        self.headers.insert(name.into(), value.to_vec());
-        self
-    }
-}
-
-impl AttributeSource for Req {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.reads.borrow_mut().push(name.to_string());
-        self.headers.get(name).cloned()
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.reads.borrow_mut().push(path.join("."));
-        None
-    }
+fn warn_lines(host: &FakeHost) -> Vec<String> {
+    host.logs_at(Level::Warn)
 }
 
 struct Setup {
@@ -137,7 +23,7 @@ struct Setup {
 }
 
 fn setup(breakers: &str) -> Setup {
-    let host = FakeHost::new();
+    let host = FakeHost::new(T0);
     let config =
         BreakerConfig::parse(format!(r#"{{"breakers":[{breakers}]}}"#).as_bytes()).unwrap();
     let engine = Engine::new(config, "test-plugin", &host);
@@ -256,7 +142,7 @@ fn opens_at_the_nth_consecutive_failure_across_workers_and_rejects() {
     assert_eq!(reply.body, br#"{"error":"circuit open","breaker":"recs"}"#);
     assert_eq!(s.host.metric("breakwater.circuit_breaker.recs.rejected"), 1);
 
-    let warnings = s.host.warnings();
+    let warnings = warn_lines(&s.host);
     assert_eq!(warnings.len(), 1);
     assert!(
         warnings[0].starts_with("breakwater circuit-breaker \"recs\": closed -> open (reason: consecutive_failures; window: 3 calls, failure rate 100.0%"),
@@ -405,7 +291,7 @@ fn dry_run_never_rejects_but_says_it_would() {
     );
     assert_eq!(s.host.metric("breakwater.circuit_breaker.dry.rejected"), 0);
     assert_eq!(s.host.metric("breakwater.circuit_breaker.dry.state"), 1);
-    let warnings = s.host.warnings();
+    let warnings = warn_lines(&s.host);
     assert!(
         warnings[0].ends_with("dry run: requests are not rejected"),
         "{}",
@@ -480,7 +366,7 @@ fn split_by_authority_keeps_states_apart_and_bounds_them() {
         1
     );
     assert!(!s.host.defined("breakwater.circuit_breaker.per-host.state"));
-    let warnings = s.host.warnings();
+    let warnings = warn_lines(&s.host);
     assert!(
         warnings[0].contains("\"per-host\" [a.example]: closed -> open"),
         "{}",
@@ -498,9 +384,7 @@ fn split_by_authority_keeps_states_apart_and_bounds_them() {
             .metric("breakwater.circuit_breaker.per-host.split_overflow")
             >= 3
     );
-    assert!(s
-        .host
-        .warnings()
+    assert!(warn_lines(&s.host)
         .iter()
         .any(|w| w.contains("max_keys (2) reached")));
     assert_eq!(
@@ -544,9 +428,9 @@ fn split_by_header_reads_it_as_bytes() {
         "a missing header is its own value"
     );
     assert!(
-        s.host.warnings()[0].contains("[???tenant]"),
+        warn_lines(&s.host)[0].contains("[???tenant]"),
         "{}",
-        s.host.warnings()[0]
+        warn_lines(&s.host)[0]
     );
 }
 

@@ -3,7 +3,8 @@
 //! state rather than trusted.
 
 use crate::config::WindowSpec;
-use crate::window::{Reader, Window};
+use crate::window::Window;
+use breakwater_common::codec::Reader;
 
 const FORMAT_VERSION: u8 = 1;
 

@@ -3,6 +3,7 @@
 //! compact binary form.
 
 use crate::config::WindowSpec;
+use breakwater_common::codec::Reader;
 
 /// Calls, failures and slow calls currently inside the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -299,42 +300,6 @@ impl TimeWindow {
             });
         }
         Some(TimeWindow { bucket_ms, buckets })
-    }
-}
-
-/// A bounds-checked little-endian reader: any short or malformed input yields `None`.
-pub struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Reader { rest: bytes }
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.rest.len() < n {
-            return None;
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Some(head)
-    }
-
-    pub fn u8(&mut self) -> Option<u8> {
-        self.bytes(1)?.first().copied()
-    }
-
-    pub fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
-    }
-
-    pub fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rest.is_empty()
     }
 }
 

@@ -1,6 +1,7 @@
 //! What every breakwater filter needs, with no dependency on proxy-wasm so that it builds and
 //! tests natively and on `wasm32-unknown-unknown`:
 //!
+//! - [`codec`]: bounds-checked binary encoding for values in shared data.
 //! - [`base64`]: decoding for binary configuration values.
 //! - [`hash`]: a stable 64-bit hash for keys in shared data.
 //! - [`json`]: a small, strict JSON reader (serde_json costs 28 KB per module).
@@ -9,6 +10,7 @@
 //! - [`status`]: status codes, classes (`"5xx"`) and ranges (`"500-504"`).
 //! - [`flags`]: Envoy's response flags by short name (`UF`, `UT`, …) as read from `response.flags`.
 //! - [`pairs`]: the proxy-wasm header-map encoding.
+//! - [`host`]: the `Host` trait filters' engines use, its Envoy implementation and a fake.
 //! - [`matcher`]: the request-matching vocabulary shared by all filters.
 //! - [`request`]: lazy, read-once access to request attributes.
 //! - [`shared`]: shared-data compare-and-swap with a bounded retry loop.
@@ -19,11 +21,13 @@
 #[cfg(target_os = "wasi")]
 pub mod abi;
 pub mod base64;
+pub mod codec;
 pub mod config;
 pub mod duration;
 pub mod flags;
 pub mod hash;
 pub mod headers;
+pub mod host;
 #[cfg(target_os = "wasi")]
 pub mod hostcall;
 pub mod json;

@@ -247,7 +247,7 @@ fn authority_matches(rule: &AuthorityRule, authority: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::config::parse_document;
-    use crate::request::fake::FakeRequest;
+    use crate::host::fake::FakeRequest;
     use crate::test_support::test;
 
     fn matcher(json: &str) -> Result<RequestMatcher, ConfigError> {

@@ -86,53 +86,9 @@ pub fn strip_query(path: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-pub(crate) mod fake {
-    use super::AttributeSource;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// A request whose attribute reads are counted, to prove each is read at most once.
-    #[derive(Default)]
-    pub struct FakeRequest {
-        pub headers: HashMap<String, Vec<u8>>,
-        pub properties: HashMap<String, Vec<u8>>,
-        pub reads: RefCell<Vec<String>>,
-    }
-
-    impl FakeRequest {
-        pub fn new(method: &str, path: &str, authority: &str) -> Self {
-            let mut r = FakeRequest::default();
-            r.headers
-                .insert(":method".into(), method.as_bytes().to_vec());
-            r.headers.insert(":path".into(), path.as_bytes().to_vec());
-            r.headers
-                .insert(":authority".into(), authority.as_bytes().to_vec());
-            r
-        }
-        pub fn with_property(mut self, path: &str, value: &str) -> Self {
-            self.properties
-                .insert(path.into(), value.as_bytes().to_vec());
-            self
-        }
-    }
-
-    impl AttributeSource for FakeRequest {
-        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-            self.reads.borrow_mut().push(name.to_string());
-            self.headers.get(name).cloned()
-        }
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            let key = path.join(".");
-            self.reads.borrow_mut().push(key.clone());
-            self.properties.get(&key).cloned()
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::fake::FakeRequest;
     use super::*;
+    use crate::host::fake::FakeRequest;
     use crate::test_support::test;
 
     #[test]
