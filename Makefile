@@ -19,7 +19,7 @@ ENVOY_BIN := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
 # Module size bar, in bytes (150 KiB), checked on every build.
 MAX_WASM_BYTES := 153600
-FILTERS := circuit_breaker
+FILTERS := circuit_breaker fallback
 WASMS := $(FILTERS:%=dist/%.wasm)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find filters -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 # wasm-bindgen-test-runner must match the wasm-bindgen in Cargo.lock exactly.

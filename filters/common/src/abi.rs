@@ -252,15 +252,19 @@ pub extern "C" fn proxy_on_http_call_response(
     body_size: usize,
     _trailers: usize,
 ) {
-    // Route by the token we recorded; hosts may report the call on another context.
-    let owner = CALLOUTS.with(|c| {
-        let mut c = c.try_borrow_mut().ok()?;
-        let at = c.iter().position(|(t, _)| *t == token)?;
-        Some(c.swap_remove(at).1)
-    });
-    stream_call(owner.unwrap_or(context_id), (), |s| {
-        s.on_http_call_response(token, body_size)
-    })
+    // Envoy reports the answer on the root context: route it by the token we recorded, and
+    // point host calls (reading the answer, replying) at the stream that made the call.
+    let owner = CALLOUTS
+        .with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            let at = c.iter().position(|(t, _)| *t == token)?;
+            Some(c.swap_remove(at).1)
+        })
+        .unwrap_or(context_id);
+    if crate::hostcall::set_effective_context(owner).is_err() {
+        return; // the stream is gone
+    }
+    stream_call(owner, (), |s| s.on_http_call_response(token, body_size))
 }
 
 #[no_mangle]

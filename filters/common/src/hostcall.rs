@@ -115,6 +115,7 @@ extern "C" {
         return_token: *mut u32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -241,6 +242,12 @@ pub fn dispatch_http_call(
         )
     })?;
     Ok(token)
+}
+
+/// Makes later host calls act on `context_id`. Envoy delivers HTTP callout answers on the
+/// plugin's root context; replies and header reads must target the stream that called.
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    check(unsafe { proxy_set_effective_context(context_id) })
 }
 
 /// Lets a response that a callback paused continue downstream unchanged.

@@ -1,0 +1,524 @@
+//! The fallback filter's logic between Envoy and the cache: which rule owns a request, whether a
+//! response triggers the fallback, which source answers, and which good responses are kept.
+//! Everything the host provides comes through `Host` and two small views, so this is tested with
+//! a fake host.
+
+use crate::cache::{
+    keep_for_ms, keep_header, parse_cache_control, storable_request, storable_response, Cache,
+    CacheKey, Entry, StoreError,
+};
+use crate::config::{FallbackConfig, Rule, Source};
+use breakwater_common::host::{bump, Host, Level, MetricId, MetricKind};
+use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
+
+/// Per worker, how many recently stored keys are remembered to skip re-storing them.
+const RECENT_STORES: usize = 1024;
+
+/// Why a response was replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Status,
+    ResponseFlags,
+    BreakerOpen,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Status => "status",
+            Trigger::ResponseFlags => "response_flags",
+            Trigger::BreakerOpen => "breaker_open",
+        }
+    }
+}
+
+/// What the filter knows about a response at its headers; each read is a host call, made only
+/// when the decision needs it.
+pub trait ResponseView {
+    fn status(&self) -> Option<u32>;
+    fn flags(&self) -> u64;
+    /// The circuit breaker's decision for this request (its filter state), if it ran.
+    fn breaker_decision(&self) -> Option<Vec<u8>>;
+}
+
+/// A request a rule owns, made at request headers and carried through the stream.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    rule: usize,
+    /// The request's cache identity, when the rule has a `stale` source.
+    key: Option<CacheKey>,
+    /// Method and credentials allow storing the response.
+    storable_request: bool,
+    /// The next source to try once triggered.
+    next_source: usize,
+    pub trigger: Option<Trigger>,
+}
+
+impl Plan {
+    pub fn rule_index(&self) -> usize {
+        self.rule
+    }
+}
+
+/// What to do at response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnResponse {
+    /// Replace the response: call [`Engine::next_step`].
+    Fallback(Trigger),
+    /// A good response worth keeping: collect its body and call [`Engine::store`].
+    Capture(Capture),
+    /// Leave it alone.
+    Pass,
+}
+
+/// A response being collected for the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    status: u16,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    keep_ms: u64,
+    body: Vec<u8>,
+    limit: usize,
+    abandoned: bool,
+}
+
+impl Capture {
+    /// Appends a body chunk; past `cache.max_body_bytes` the capture is abandoned.
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.abandoned {
+            return;
+        }
+        if self.body.len().saturating_add(chunk.len()) > self.limit {
+            self.abandoned = true;
+            self.body = Vec::new();
+        } else {
+            self.body.extend_from_slice(chunk);
+        }
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
+    }
+}
+
+/// A reply the filter sends instead of the failed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    pub source: &'static str,
+}
+
+/// An HTTP call to another cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call<'a> {
+    pub cluster: &'a str,
+    pub headers: Vec<(&'static str, &'a [u8])>,
+    pub timeout_ms: u32,
+}
+
+/// The next thing to do for a triggered response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<'a> {
+    Reply(Reply),
+    Call(Call<'a>),
+    /// No source answered: the original response goes through.
+    Exhausted,
+}
+
+/// Per-worker memory of recent stores, to store a key at most once per interval.
+#[derive(Default)]
+pub struct WorkerState {
+    recent: Vec<(u64, u64)>,
+}
+
+struct RuleMetrics {
+    triggered: Option<MetricId>,
+    served_static: Option<MetricId>,
+    served_stale: Option<MetricId>,
+    served_service: Option<MetricId>,
+    service_failures: Option<MetricId>,
+    exhausted: Option<MetricId>,
+    cache_stores: Option<MetricId>,
+    cache_hits: Option<MetricId>,
+    cache_misses: Option<MetricId>,
+}
+
+struct CacheMetrics {
+    evictions: Option<MetricId>,
+    entries: Option<MetricId>,
+    bytes: Option<MetricId>,
+}
+
+/// Stats are `breakwater.fallback.<rule>.<stat>` and `breakwater.fallback.cache.<stat>`.
+pub const STAT_PREFIX: &str = "breakwater.fallback";
+
+pub struct Engine {
+    rules: Vec<(Rule, RuleMetrics)>,
+    cache: Cache,
+    cache_metrics: CacheMetrics,
+}
+
+impl Engine {
+    pub fn new<H: Host + ?Sized>(config: FallbackConfig, plugin_name: &str, host: &H) -> Engine {
+        let define =
+            |kind, name: String| host.define_metric(kind, &format!("{STAT_PREFIX}.{name}"));
+        let rules = config
+            .rules
+            .into_iter()
+            .map(|rule| {
+                let has = |kind: &str| rule.sources.iter().any(|s| s.kind() == kind);
+                let counter = |stat: &str, wanted: bool| {
+                    wanted
+                        .then(|| define(MetricKind::Counter, format!("{}.{stat}", rule.name)))
+                        .flatten()
+                };
+                let metrics = RuleMetrics {
+                    triggered: counter("triggered", true),
+                    served_static: counter("served.static", has("static")),
+                    served_stale: counter("served.stale", has("stale")),
+                    served_service: counter("served.service", has("service")),
+                    service_failures: counter("service_failures", has("service")),
+                    exhausted: counter("exhausted", true),
+                    cache_stores: counter("cache.stores", has("stale")),
+                    cache_hits: counter("cache.hits", has("stale")),
+                    cache_misses: counter("cache.misses", has("stale")),
+                };
+                (rule, metrics)
+            })
+            .collect::<Vec<_>>();
+        let uses_cache = rules.iter().any(|(r, _)| r.stale().is_some());
+        let cache_metric = |kind, stat: &str| {
+            uses_cache
+                .then(|| define(kind, format!("cache.{stat}")))
+                .flatten()
+        };
+        Engine {
+            cache_metrics: CacheMetrics {
+                evictions: cache_metric(MetricKind::Counter, "evictions"),
+                entries: cache_metric(MetricKind::Gauge, "entries"),
+                bytes: cache_metric(MetricKind::Gauge, "bytes"),
+            },
+            cache: Cache::new(plugin_name, config.cache),
+            rules,
+        }
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn rule_name(&self, plan: &Plan) -> &str {
+        self.rules
+            .get(plan.rule)
+            .map_or("", |(r, _)| r.name.as_str())
+    }
+
+    /// Finds the rule that owns a request, reading only what matching and the cache key need.
+    pub fn on_request<S: AttributeSource + ?Sized>(&self, source: &S) -> Option<Plan> {
+        let mut attrs = RequestAttributes::new(source);
+        let (index, (rule, _)) = self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, (r, _))| r.matcher.matches(&mut attrs))?;
+        let mut plan = Plan {
+            rule: index,
+            key: None,
+            storable_request: false,
+            next_source: 0,
+            trigger: None,
+        };
+        if let Some(stale) = rule.stale() {
+            let method = attrs.get(Attribute::Method).unwrap_or_default().to_vec();
+            let authority = attrs.get(Attribute::Authority).unwrap_or_default().to_vec();
+            let path = attrs.get(Attribute::Path).unwrap_or_default().to_vec();
+            let vary: Vec<(&str, Option<Vec<u8>>)> = stale
+                .vary
+                .iter()
+                .map(|name| (name.as_str(), attrs.header(name)))
+                .collect();
+            let has_credentials = !stale.allow_credentials
+                && (attrs.header("authorization").is_some() || attrs.header("cookie").is_some());
+            plan.storable_request = storable_request(&method, has_credentials, stale).is_ok();
+            plan.key = Some(CacheKey::new(&rule.name, &method, &authority, &path, &vary));
+        }
+        Some(plan)
+    }
+
+    /// Decides at response headers: replace, keep for the cache, or leave alone.
+    pub fn on_response_headers<H, V>(
+        &self,
+        host: &H,
+        worker: &mut WorkerState,
+        plan: &mut Plan,
+        view: &V,
+        all_headers: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> OnResponse
+    where
+        H: Host + ?Sized,
+        V: ResponseView + ?Sized,
+    {
+        let Some((rule, metrics)) = self.rules.get(plan.rule) else {
+            return OnResponse::Pass;
+        };
+        let status = view.status().unwrap_or(0);
+        let trigger = if rule.on.breaker_open
+            && status >= 400
+            && view.breaker_decision().as_deref() == Some(b"rejected")
+        {
+            Some(Trigger::BreakerOpen)
+        } else if rule.on.statuses.contains(status) {
+            Some(Trigger::Status)
+        } else if rule.on.flags.0 != 0 && rule.on.flags.intersects(view.flags()) {
+            Some(Trigger::ResponseFlags)
+        } else {
+            None
+        };
+        if let Some(trigger) = trigger {
+            bump(host, metrics.triggered);
+            plan.trigger = Some(trigger);
+            return OnResponse::Fallback(trigger);
+        }
+        let (Some(stale), Some(key)) = (rule.stale(), &plan.key) else {
+            return OnResponse::Pass;
+        };
+        if !plan.storable_request || !stale.statuses.contains(status) {
+            return OnResponse::Pass;
+        }
+        let now = host.now_ms();
+        let interval = self.cache.limits.min_store_interval_ms;
+        if worker
+            .recent
+            .iter()
+            .any(|(h, at)| *h == key.hash && now.saturating_sub(*at) < interval)
+        {
+            return OnResponse::Pass;
+        }
+        // Only now, for a response worth keeping, fetch every header (one host call).
+        let headers = all_headers();
+        let header = |name: &[u8]| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_slice())
+        };
+        let directives = header(b"cache-control")
+            .map(parse_cache_control)
+            .unwrap_or_default();
+        let sets_cookie = header(b"set-cookie").is_some();
+        if storable_response(status, directives, sets_cookie, stale).is_err() {
+            return OnResponse::Pass;
+        }
+        let kept = headers
+            .into_iter()
+            .filter(|(n, _)| keep_header(n))
+            .collect();
+        OnResponse::Capture(Capture {
+            status: u16::try_from(status).unwrap_or(200),
+            headers: kept,
+            keep_ms: keep_for_ms(directives, stale),
+            body: Vec::new(),
+            limit: self.cache.limits.max_body_bytes as usize,
+            abandoned: false,
+        })
+    }
+
+    /// Stores a completely received response.
+    pub fn store<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        worker: &mut WorkerState,
+        plan: &Plan,
+        capture: Capture,
+    ) -> bool {
+        let (Some((_, metrics)), Some(key)) = (self.rules.get(plan.rule), &plan.key) else {
+            return false;
+        };
+        if capture.abandoned {
+            return false;
+        }
+        let now = host.now_ms();
+        let entry = Entry {
+            key: key.text.clone(),
+            stored_ms: now,
+            keep_ms: capture.keep_ms,
+            status: capture.status,
+            headers: capture.headers,
+            body: capture.body,
+        };
+        match self.cache.store(host, key.hash, &entry) {
+            Ok(report) => {
+                bump(host, metrics.cache_stores);
+                if report.evicted > 0 {
+                    if let Some(id) = self.cache_metrics.evictions {
+                        host.add_metric(id, i64::from(report.evicted));
+                    }
+                }
+                if let Some(id) = self.cache_metrics.entries {
+                    host.set_gauge(id, u64::from(report.entries));
+                }
+                if let Some(id) = self.cache_metrics.bytes {
+                    host.set_gauge(id, report.bytes);
+                }
+                remember_store(&mut worker.recent, key.hash, now);
+                true
+            }
+            Err(StoreError::TooLarge) => false,
+            Err(StoreError::Shared(err)) => {
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "breakwater fallback: response not cached, shared data unavailable ({err})"
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// The next source's answer for a triggered response.
+    pub fn next_step<'e, H: Host + ?Sized>(&'e self, host: &H, plan: &mut Plan) -> Step<'e> {
+        let Some((rule, metrics)) = self.rules.get(plan.rule) else {
+            return Step::Exhausted;
+        };
+        while let Some(source) = rule.sources.get(plan.next_source) {
+            plan.next_source += 1;
+            match source {
+                Source::Static(s) => {
+                    bump(host, metrics.served_static);
+                    return Step::Reply(reply(
+                        s.status,
+                        s.headers
+                            .0
+                            .iter()
+                            .map(|(n, v)| (n.clone(), v.as_bytes().to_vec())),
+                        s.body.clone(),
+                        "static",
+                        None,
+                    ));
+                }
+                Source::Stale(_) => {
+                    let Some(key) = &plan.key else { continue };
+                    let now = host.now_ms();
+                    let found = self.cache.lookup(host, key).and_then(|entry| {
+                        let age = entry.age_if_servable(now)?;
+                        Some((entry, age))
+                    });
+                    match found {
+                        Some((entry, age_ms)) => {
+                            bump(host, metrics.cache_hits);
+                            bump(host, metrics.served_stale);
+                            return Step::Reply(reply(
+                                u32::from(entry.status),
+                                entry
+                                    .headers
+                                    .into_iter()
+                                    .filter_map(|(n, v)| Some((String::from_utf8(n).ok()?, v))),
+                                entry.body,
+                                "stale",
+                                Some(age_ms / 1000),
+                            ));
+                        }
+                        None => bump(host, metrics.cache_misses),
+                    }
+                }
+                Source::Service(s) => {
+                    return Step::Call(Call {
+                        cluster: &s.cluster,
+                        headers: vec![
+                            (":method", b"GET"),
+                            (":path", s.path.as_bytes()),
+                            (":authority", s.authority.as_bytes()),
+                        ],
+                        timeout_ms: s.timeout_ms,
+                    });
+                }
+            }
+        }
+        bump(host, metrics.exhausted);
+        Step::Exhausted
+    }
+
+    /// The answer of the service source last returned by [`Engine::next_step`]: a 2xx becomes
+    /// the reply; anything else (or `None`: the call could not be made or timed out) moves on.
+    pub fn on_service_answer<'e, H: Host + ?Sized>(
+        &'e self,
+        host: &H,
+        plan: &mut Plan,
+        status: Option<u32>,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> Step<'e> {
+        let Some((_, metrics)) = self.rules.get(plan.rule) else {
+            return Step::Exhausted;
+        };
+        match status {
+            Some(code @ 200..=299) => {
+                bump(host, metrics.served_service);
+                Step::Reply(reply(
+                    code,
+                    headers
+                        .into_iter()
+                        .filter(|(n, _)| keep_header(n))
+                        .filter_map(|(n, v)| Some((String::from_utf8(n).ok()?, v))),
+                    body,
+                    "service",
+                    None,
+                ))
+            }
+            _ => {
+                bump(host, metrics.service_failures);
+                self.next_step(host, plan)
+            }
+        }
+    }
+}
+
+/// A fallback reply: the source's headers plus `x-breakwater-fallback` (and `age` for stale).
+fn reply(
+    status: u32,
+    headers: impl Iterator<Item = (String, Vec<u8>)>,
+    body: Vec<u8>,
+    source: &'static str,
+    age_s: Option<u64>,
+) -> Reply {
+    let mut headers: Vec<(String, Vec<u8>)> = headers.collect();
+    headers.push((
+        "x-breakwater-fallback".to_string(),
+        source.as_bytes().to_vec(),
+    ));
+    if let Some(age) = age_s {
+        headers.push(("age".to_string(), age.to_string().into_bytes()));
+    }
+    Reply {
+        status,
+        headers,
+        body,
+        source,
+    }
+}
+
+fn remember_store(recent: &mut Vec<(u64, u64)>, hash: u64, now: u64) {
+    if let Some(slot) = recent.iter_mut().find(|(h, _)| *h == hash) {
+        slot.1 = now;
+        return;
+    }
+    if recent.len() >= RECENT_STORES {
+        // Forget the longest-ago store.
+        if let Some(oldest) = recent
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, at))| *at)
+            .map(|(i, _)| i)
+        {
+            recent.swap_remove(oldest);
+        }
+    }
+    recent.push((hash, now));
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
