@@ -1,22 +1,26 @@
 """Fixtures for the filters' end-to-end tests: a real upstream and a real Envoy (2 workers)
-loading the module that `make build` wrote to dist/."""
+loading the modules that `make build` wrote to dist/."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pytest
 
-from tests.harness import Envoy, Upstream, dist_module, envoy_config, wasm_filter
+from tests.harness import Envoy, Upstream, breaker_filter, envoy_config
 
-# Every access-log line carries the breaker's filter state (Envoy prints "-" when unset).
+# Every access-log line carries the filters' filter state (Envoy prints "-" when unset).
 ACCESS_LOG_FORMAT = (
     "path=%REQ(:PATH)% authority=%REQ(:AUTHORITY)% status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% "
     "breaker=%FILTER_STATE(wasm.breakwater.circuit_breaker.breaker:PLAIN)% "
     "decision=%FILTER_STATE(wasm.breakwater.circuit_breaker.decision:PLAIN)% "
     "state=%FILTER_STATE(wasm.breakwater.circuit_breaker.state:PLAIN)% "
-    "outcome=%FILTER_STATE(wasm.breakwater.circuit_breaker.outcome:PLAIN)%\n"
+    "outcome=%FILTER_STATE(wasm.breakwater.circuit_breaker.outcome:PLAIN)% "
+    "fallback_rule=%FILTER_STATE(wasm.breakwater.fallback.rule:PLAIN)% "
+    "fallback_trigger=%FILTER_STATE(wasm.breakwater.fallback.trigger:PLAIN)% "
+    "fallback_served=%FILTER_STATE(wasm.breakwater.fallback.served:PLAIN)% "
+    "fallback_cache=%FILTER_STATE(wasm.breakwater.fallback.cache:PLAIN)%\n"
 )
 
 
@@ -27,18 +31,16 @@ def upstream():
 
 
 @pytest.fixture
-def breaker_envoy(upstream: Upstream, tmp_path: Path) -> Callable[..., Envoy]:
-    """Starts Envoy with the circuit breaker configured with `breakers`; stopped after the test.
-
-    The returned Envoy has `.access_log` (the file's path).
-    """
+def start_envoy(upstream: Upstream, tmp_path: Path) -> Callable[..., Envoy]:
+    """Starts Envoy (2 workers) with `http_filters` in front of the router; stopped after the
+    test. The returned Envoy has `.access_log` (the file's path)."""
     started: list[Envoy] = []
 
-    def start(breakers: list[dict], route_timeout: str = "5s", **config_args) -> Envoy:
+    def start(http_filters: Sequence[dict], route_timeout: str = "5s", **config_args) -> Envoy:
         access_log = tmp_path / f"access-{len(started)}.log"
         config = envoy_config(
             upstream.port,
-            http_filters=[wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), {"breakers": breakers})],
+            http_filters=http_filters,
             route_timeout=route_timeout,
             access_log_path=str(access_log),
             access_log_format=ACCESS_LOG_FORMAT,
@@ -53,3 +55,13 @@ def breaker_envoy(upstream: Upstream, tmp_path: Path) -> Callable[..., Envoy]:
     yield start
     for envoy in started:
         envoy.stop()
+
+
+@pytest.fixture
+def breaker_envoy(start_envoy) -> Callable[..., Envoy]:
+    """Envoy with only the circuit breaker, configured with `breakers`."""
+
+    def start(breakers: list[dict], **kwargs) -> Envoy:
+        return start_envoy([breaker_filter(breakers)], **kwargs)
+
+    return start

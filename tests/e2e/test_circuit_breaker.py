@@ -478,7 +478,7 @@ def test_module_is_at_most_150_kib():
     assert dist_module("circuit_breaker").stat().st_size <= 150 * 1024
 
 
-@pytest.mark.parametrize("config", ["envoy/demo.yaml", "envoy/circuit-breaker.yaml"])
+@pytest.mark.parametrize("config", ["envoy/demo.yaml", "envoy/circuit-breaker.yaml", "envoy/fallback.yaml", "envoy/fallback-redis.yaml"])
 def test_shipped_envoy_configs_validate(config):
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", config, "--use-dynamic-base-id"],

@@ -12,7 +12,16 @@ Only the Python standard library is used here; the tests that use the harness ne
 """
 
 from .client import RequestError, Response, concurrent, request
-from .config import DEFAULT_ACCESS_LOG_FORMAT, Route, dist_module, envoy_config, static_cluster, wasm_filter
+from .config import (
+    DEFAULT_ACCESS_LOG_FORMAT,
+    Route,
+    breaker_filter,
+    dist_module,
+    envoy_config,
+    fallback_filter,
+    static_cluster,
+    wasm_filter,
+)
 from .envoy import Envoy, EnvoyError, parse_access_log_line, read_access_log, wait_for_access_log
 from .upstream import Mode, Upstream
 
@@ -25,9 +34,11 @@ __all__ = [
     "Response",
     "Route",
     "Upstream",
+    "breaker_filter",
     "concurrent",
     "dist_module",
     "envoy_config",
+    "fallback_filter",
     "parse_access_log_line",
     "read_access_log",
     "request",

@@ -189,3 +189,14 @@ def wasm_filter(
             "config": plugin_config,
         },
     }
+
+
+def breaker_filter(breakers: list[dict]) -> dict:
+    """breakwater's circuit breaker (dist/circuit_breaker.wasm) with these breakers."""
+    return wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), {"breakers": breakers})
+
+
+def fallback_filter(rules: list[dict], cache: dict | None = None) -> dict:
+    """breakwater's fallback filter (dist/fallback.wasm) with these rules."""
+    configuration = {"rules": rules, **({"cache": cache} if cache else {})}
+    return wasm_filter("fallback", str(dist_module("fallback")), configuration)

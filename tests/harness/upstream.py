@@ -39,9 +39,9 @@ CONTROL_PREFIX = "/__upstream/"
 
 # Parameters each mode accepts; the values listed here are required.
 _MODE_PARAMS: dict[str, set[str]] = {
-    "ok": {"body"},
-    "status": {"code", "body"},
-    "delay": {"ms", "code", "body"},
+    "ok": {"body", "cache_control"},
+    "status": {"code", "body", "cache_control"},
+    "delay": {"ms", "code", "body", "cache_control"},
     "hang": set(),
     "close": set(),
     "reset": set(),
@@ -318,7 +318,8 @@ class Upstream:
         if body is None:
             body = json.dumps({"upstream": name, "path": request.path, "code": code})
         self._log_request(request, str(code), mode)
-        _send_response(conn, code, b"" if request.method == "HEAD" else body.encode(), request.keep_alive)
+        extra = {"Cache-Control": params["cache_control"]} if "cache_control" in params else {}
+        _send_response(conn, code, b"" if request.method == "HEAD" else body.encode(), request.keep_alive, extra)
         return request.keep_alive
 
     def _handle_control(self, conn: socket.socket, request: _Request) -> bool:
@@ -395,14 +396,16 @@ def _read_exactly(reader: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _send_response(conn: socket.socket, code: int, body: bytes, keep_alive: bool) -> None:
+def _send_response(conn: socket.socket, code: int, body: bytes, keep_alive: bool, extra: dict | None = None) -> None:
     try:
         reason = http.HTTPStatus(code).phrase
     except ValueError:
         reason = "Unknown"
+    extra_lines = "".join(f"{name}: {value}\r\n" for name, value in (extra or {}).items())
     head = (
         f"HTTP/1.1 {code} {reason}\r\n"
         "Content-Type: application/json\r\n"
+        f"{extra_lines}"
         f"Content-Length: {len(body)}\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )

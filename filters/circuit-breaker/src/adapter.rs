@@ -4,7 +4,7 @@
 use crate::config::BreakerConfig;
 use crate::engine::{Engine, Host, Level, RequestVerdict, Ticket, WorkerState};
 use breakwater_common::abi::{Action, Plugin, Stream};
-use breakwater_common::flags::{decode_flags, decode_u64};
+use breakwater_common::flags::decode_flags;
 use breakwater_common::host::Envoy;
 use breakwater_common::hostcall;
 use std::cell::RefCell;
@@ -67,6 +67,7 @@ impl Plugin for BreakerRoot {
             engine: self.engine.clone(),
             worker: self.worker.clone(),
             ticket: None,
+            status: None,
             responded_ms: None,
         })
     }
@@ -77,6 +78,8 @@ struct BreakerStream {
     worker: Option<Rc<RefCell<WorkerState>>>,
     /// Set when the request was let through and its outcome must be recorded.
     ticket: Option<Ticket>,
+    /// `:status` of the response as it passed the breaker; `None` if none did.
+    status: Option<u32>,
     responded_ms: Option<u64>,
 }
 
@@ -127,12 +130,18 @@ impl Stream for BreakerStream {
     }
 
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
-        let timed = self
-            .ticket
-            .as_ref()
-            .is_some_and(Ticket::wants_response_time);
-        if timed && self.responded_ms.is_none() {
-            self.responded_ms = Some(hostcall::now_ms());
+        let Some(ticket) = &self.ticket else {
+            return Action::Continue;
+        };
+        if ticket.is_accounted() && self.status.is_none() {
+            // The status as it passes the breaker: what the upstream (or the router) said. A
+            // fallback filter placed before the breaker may replace the response on its way out,
+            // and `response.code` at the end of the stream would report the replacement.
+            self.status = hostcall::response_header(":status")
+                .and_then(|raw| std::str::from_utf8(&raw).ok()?.parse().ok());
+            if ticket.wants_response_time() {
+                self.responded_ms = Some(hostcall::now_ms());
+            }
         }
         Action::Continue
     }
@@ -149,9 +158,7 @@ impl Stream for BreakerStream {
         let Ok(mut worker) = worker.try_borrow_mut() else {
             return;
         };
-        let status = hostcall::property(&["response", "code"])
-            .and_then(|b| decode_u64(&b))
-            .and_then(|c| u32::try_from(c).ok());
+        let status = self.status;
         let flags = hostcall::property(&["response", "flags"])
             .map(|b| decode_flags(&b))
             .unwrap_or(0);

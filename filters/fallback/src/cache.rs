@@ -269,11 +269,13 @@ pub struct Index {
     pub entries: Vec<IndexEntry>,
 }
 
-/// Where a new entry goes, and which slots were freed to make room.
+/// Where a new entry goes, how many entries were evicted to make room, and which of their
+/// slots are now unused (to be blanked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub slot: u32,
-    pub evicted: Vec<u32>,
+    pub evicted: u32,
+    pub freed: Vec<u32>,
 }
 
 impl Index {
@@ -344,9 +346,14 @@ impl Index {
             size,
             slot,
         });
+        let count = u32::try_from(evicted.len()).unwrap_or(u32::MAX);
         // A freed slot that is reused right away must not be blanked afterwards.
         evicted.retain(|s| *s != slot);
-        Placement { slot, evicted }
+        Placement {
+            slot,
+            evicted: count,
+            freed: evicted,
+        }
     }
 
     fn evict_oldest(&mut self) -> Option<u32> {
@@ -430,14 +437,14 @@ impl Cache {
             let mut index = bytes.and_then(Index::decode).unwrap_or_default();
             let placement = index.place(hash, size, entry.stored_ms, &limits);
             let report = StoreReport {
-                evicted: u32::try_from(placement.evicted.len()).unwrap_or(u32::MAX),
+                evicted: placement.evicted,
                 entries: u32::try_from(index.entries.len()).unwrap_or(u32::MAX),
                 bytes: index.bytes(),
             };
             Update::Write(index.encode(), (placement, report))
         })
         .map_err(StoreError::Shared)?;
-        for slot in &placement.evicted {
+        for slot in &placement.freed {
             // Releases the memory; the slot is free in the index already.
             let _ = store.set(&self.slot_key(*slot), b"", 0);
         }
@@ -651,7 +658,8 @@ mod tests {
                 index.place(*h, 100, i as u64, &l),
                 Placement {
                     slot: i as u32,
-                    evicted: vec![]
+                    evicted: 0,
+                    freed: vec![]
                 }
             );
         }
@@ -660,7 +668,8 @@ mod tests {
             index.place(13, 100, 10, &l),
             Placement {
                 slot: 0,
-                evicted: vec![]
+                evicted: 1,
+                freed: vec![]
             }
         );
         assert!(index.find(10).is_none());
@@ -681,10 +690,10 @@ mod tests {
         index.place(2, 400, 2, &l);
         let p = index.place(3, 700, 3, &l);
         assert_eq!(
-            p.evicted,
-            vec![0, 1],
+            p.evicted, 2,
             "both older entries go to make room for 700 bytes"
         );
+        assert_eq!((p.slot, p.freed), (2, vec![0, 1]));
         assert_eq!(index.bytes(), 700);
         assert!(index.bytes() <= l.max_bytes);
     }

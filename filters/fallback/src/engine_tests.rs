@@ -509,3 +509,16 @@ fn stats_have_the_documented_names() {
     }
     assert!(!s.host.defined("breakwater.fallback.s.served.stale"));
 }
+
+#[test]
+fn evictions_and_cache_gauges_are_reported() {
+    let mut s = setup(
+        r#"{"rules":[{"name":"r","serve":[{"stale":{"max_age":"1m"}}]}],"cache":{"max_entries":2}}"#,
+    );
+    for path in ["/1", "/2", "/3"] {
+        s.respond(0, &FakeRequest::get(path), &Response::status(200), b"body");
+    }
+    assert_eq!(s.metric("cache.evictions"), 1);
+    assert_eq!(s.metric("cache.entries"), 2);
+    assert!(s.metric("cache.bytes") > 0);
+}
