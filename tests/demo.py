@@ -1,9 +1,11 @@
-"""`make demo`: a narrated circuit-breaker scenario against a real Envoy.
+"""`make demo`: a narrated resilience scenario against a real Envoy.
 
 Starts the demo upstream on :8081 and Envoy with envoy/demo.yaml (listener :10000, admin :9901,
-two worker threads), then walks through: healthy traffic → the upstream fails → the breaker
-opens and Envoy answers for it → half-open probes → closed again. Everything it starts is
-stopped on exit, on Ctrl-C and on failure.
+two worker threads; the fallback filter in front of the circuit breaker), then walks through:
+healthy traffic → the upstream fails and clients get the last good answer → the breaker opens
+and the upstream is spared, still with the last good answer → that answer gets too old and the
+static "most popular" list takes over → the upstream recovers, probes succeed, the breaker
+closes. Everything it starts is stopped on exit, on Ctrl-C and on failure.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from pathlib import Path
 
 from tests.harness.client import request
 from tests.harness.envoy import REPO_ROOT, Envoy, EnvoyError, interrupt_on_signals
@@ -20,7 +21,9 @@ from tests.harness.upstream import Upstream
 CONFIG = REPO_ROOT / "envoy" / "demo.yaml"
 UPSTREAM_PORT = 8081
 URL_PATH = "/recommendations/top"
-STAT = "wasmcustom.breakwater.circuit_breaker.recommendations."
+FRESH = '["fresh-pick-1","fresh-pick-2"]'
+BREAKER = "wasmcustom.breakwater.circuit_breaker.recommendations."
+FALLBACK = "wasmcustom.breakwater.fallback.recommendations."
 STATES = {0: "closed", 1: "open", 2: "half-open"}
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
@@ -41,30 +44,29 @@ class Demo:
         self.upstream = upstream
         self.log_lines_seen = 0
 
-    def get(self, label: str = "") -> int:
+    def get(self, label: str = ""):
         """One request through Envoy, printed as a newcomer would want to see it."""
         response = request(self.envoy.url(URL_PATH))
-        extra = []
-        if "x-breakwater-breaker" in response.headers:
-            extra.append(f"x-breakwater-breaker: {response.headers['x-breakwater-breaker']}")
-        if "retry-after" in response.headers:
-            extra.append(f"Retry-After: {response.headers['retry-after']}")
+        extra = [f"{name}: {response.headers[name]}"
+                 for name in ("x-breakwater-fallback", "age", "x-breakwater-breaker", "retry-after")
+                 if name in response.headers]  # fmt: skip
         body = response.body.decode(errors="replace")
-        say(f"  GET {URL_PATH} → {response.status}  {', '.join(extra)}  {DIM}{body[:90]}{RESET} {label}")
+        say(f"  GET {URL_PATH} → {response.status}  {', '.join(extra):38} {DIM}{body[:60]}{RESET} {label}")
         self.show_transitions()
-        return response.status
+        return response
 
-    def stats(self) -> dict[str, int]:
-        return {name.removeprefix(STAT): value for name, value in self.envoy.stats("^" + re.escape(STAT)).items()}
+    def stats(self, prefix: str) -> dict[str, int]:
+        return {name.removeprefix(prefix): value for name, value in self.envoy.stats("^" + re.escape(prefix)).items()}
 
     def show_state(self) -> None:
-        s = self.stats()
+        b = self.stats(BREAKER)
+        f = self.stats(FALLBACK)
         say(
-            f"  {DIM}Envoy stats:{RESET} state={s.get('state', 0)} ({STATES.get(s.get('state', 0))})"
-            f"  success={s.get('calls.success', 0)} failure={s.get('calls.failure', 0)}"
-            f"  rejected={s.get('rejected', 0)} probes={s.get('probes', 0)}"
-            f"  opened={s.get('transitions.opened', 0)} closed={s.get('transitions.closed', 0)}"
-            f"   {DIM}(upstream has seen {self.upstream.count()} requests){RESET}"
+            f"  {DIM}breaker:{RESET} {STATES.get(b.get('state', 0))}"
+            f" (success={b.get('calls.success', 0)} failure={b.get('calls.failure', 0)}"
+            f" rejected={b.get('rejected', 0)} probes={b.get('probes', 0)})"
+            f"   {DIM}fallback:{RESET} stale={f.get('served.stale', 0)} static={f.get('served.static', 0)}"
+            f"   {DIM}upstream has seen {self.upstream.count()} requests{RESET}"
         )
 
     def show_transitions(self) -> None:
@@ -75,55 +77,59 @@ class Demo:
             say(f"  {BOLD}Envoy log:{RESET} {line.split('wasm log ', 1)[-1].split(': ', 1)[-1]}")
         self.log_lines_seen = len(lines)
 
-    def wait_retry_after(self) -> None:
-        response = request(self.envoy.url(URL_PATH))
-        seconds = int(response.headers.get("retry-after", "1"))
-        say(f"  … waiting {seconds}s as Retry-After says (that request was rejected too)")
-        time.sleep(seconds + 0.2)
-
 
 def run() -> None:
-    say(f"{BOLD}breakwater circuit breaker — demo{RESET}")
-    say("Envoy (2 worker threads) runs envoy/demo.yaml: the breaker 'recommendations' guards GET /recommendations*.")
-    say("It opens after 5 consecutive failures (or ≥ 50 % failures over the last 20 calls, at least 10),")
-    say("stays open 3 s (doubling up to 12 s, ±10 % jitter), then lets 2 probe requests through.")
+    say(f"{BOLD}breakwater — demo{RESET}")
+    say("Envoy (2 worker threads) runs envoy/demo.yaml. For GET /recommendations*:")
+    say("  • the fallback filter replaces failures with the last good answer (up to 8 s old),")
+    say("    else with a static \"most popular\" list;")
+    say("  • the circuit breaker opens after 5 consecutive failures, stays open 3 s (doubling,")
+    say("    ±10 % jitter), then lets 2 probe requests through.")
     with Upstream(port=UPSTREAM_PORT) as upstream, Envoy(CONFIG, component_log_level="wasm:info") as envoy:
         demo = Demo(envoy, upstream)
         say(f"Started the demo upstream on :{UPSTREAM_PORT} and Envoy on :{envoy.port} (admin {envoy.admin_url}).")
 
-        step("1. Healthy traffic")
+        step("1. Healthy traffic (the fallback keeps a copy of the last good answer)")
+        upstream.set_mode("ok", body=FRESH)
         for _ in range(3):
             demo.get()
         demo.show_state()
 
-        step("2. The upstream starts failing (every request gets 503)")
+        step("2. The upstream starts failing: clients get the last good answer instead of a 503")
         upstream.set_mode("status", code=503)
         for i in range(5):
-            demo.get("← counted as a failure" if i < 4 else "← the 5th consecutive failure opens the breaker")
+            demo.get("← the breaker counts a failure" if i < 4 else "← the 5th consecutive failure opens the breaker")
         demo.show_state()
 
-        step("3. The breaker is open: Envoy answers at once, the upstream is spared")
+        step("3. The breaker is open: the upstream is spared, clients still get the last good answer")
         before = upstream.count()
         for _ in range(4):
-            demo.get()
+            demo.get("← the breaker rejected it; the fallback replaced its 503")
         say(f"  The upstream received {upstream.count() - before} of those 4 requests.")
         demo.show_state()
 
-        step("4. Still failing: the first probe fails, so the breaker re-opens for longer (backoff)")
-        demo.wait_retry_after()
-        demo.get("← a probe, let through to the upstream")
-        demo.get("← rejected again; note the longer Retry-After")
+        step("4. The last good answer is now older than 8 s: the static list takes over")
+        time.sleep(8.2)
+        demo.get("← stale is too old (a probe may have gone to the failing upstream meanwhile)")
         demo.show_state()
 
-        step("5. The upstream recovers; after the open period, 2 probes succeed and the breaker closes")
-        upstream.set_mode("ok")
-        demo.wait_retry_after()
-        demo.get("← probe 1 of 2")
-        demo.show_state()
-        demo.get("← probe 2 of 2: all probes passed")
+        step("5. The upstream recovers; once the breaker lets probes through, they succeed")
+        upstream.set_mode("ok", body=FRESH)
+        waited = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            response = request(envoy.url(URL_PATH))
+            if "x-breakwater-fallback" not in response.headers:
+                break
+            waited += 1
+            time.sleep(0.5)
+        say(f"  … {waited} requests every 0.5 s got the static list while the breaker stayed open")
+        demo.show_transitions()
+        say(f"  GET {URL_PATH} → {response.status}  {DIM}{response.text[:60]}{RESET} ← probe 1 of 2 reached the healed upstream")
+        demo.get("← probe 2 of 2")
         demo.show_state()
 
-        step("6. Closed again: traffic flows normally")
+        step("6. Closed again: fresh answers from the upstream")
         for _ in range(3):
             demo.get()
         demo.show_state()
@@ -131,7 +137,7 @@ def run() -> None:
         say()
         say("Prometheus view (admin /stats/prometheus, breaker name as a label):")
         for line in envoy.prometheus().splitlines():
-            if line.startswith("breakwater_circuit_breaker_") and ("_state" in line or "rejected" in line or "transitions" in line):
+            if line.startswith("breakwater_circuit_breaker_") and re.search(r"_(state|rejected|transitions_\w+)\{", line):
                 say(f"  {line}")
         say()
         say("Done. `make run` starts the same setup for you to try by hand.")

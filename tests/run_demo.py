@@ -16,12 +16,12 @@ from tests.harness.upstream import Upstream
 HELP = """
 breakwater demo is running: Envoy on :10000 (admin :9901), demo upstream on :8081.
 
-  curl -i localhost:10000/recommendations/top                       # through the breaker
+  curl -i localhost:10000/recommendations/top                       # through the fallback and the breaker
   curl 'localhost:8081/__upstream/mode?mode=status&code=503'        # make the upstream fail
   curl 'localhost:8081/__upstream/mode?mode=delay&ms=1500'          # ... or slow (slow_call is 1s)
   curl 'localhost:8081/__upstream/mode?mode=ok'                     # heal it
   for i in $(seq 6); do curl -s -o /dev/null -w '%{http_code} ' localhost:10000/recommendations; done
-  curl -s localhost:9901/stats | grep breakwater                    # state: 0 closed, 1 open, 2 half-open
+  curl -s localhost:9901/stats | grep breakwater                    # breaker state: 0 closed, 1 open, 2 half-open
   curl -s localhost:9901/stats/prometheus | grep breakwater
 
 Ctrl-C stops Envoy and the upstream.

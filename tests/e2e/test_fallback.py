@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -254,8 +255,12 @@ def test_module_is_at_most_150_kib():
 # --- the Redis recipe --------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not redis.available(), reason="redis-server, redis-cli and webdis are not installed (.ci/run installs them)")
 def test_redis_recipe_serves_popular_items_from_redis_through_webdis(start_envoy, upstream):
+    if not redis.available():
+        # CI sets BREAKWATER_REQUIRE_REDIS so this can never pass there by being skipped.
+        if os.environ.get("BREAKWATER_REQUIRE_REDIS"):
+            pytest.fail("redis-server, redis-cli and webdis are required here")
+        pytest.skip("redis-server, redis-cli and webdis are not installed (.ci/run installs them)")
     with redis.RedisWebdis() as kv:
         kv.set("popular-items", '["redis-1","redis-2"]')
         service = {"service": {"cluster": "popular-cache", "path": "/GET/popular-items?type=application/json",
