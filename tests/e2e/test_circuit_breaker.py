@@ -15,7 +15,7 @@ import pytest
 
 from tests.harness import Envoy, Route, dist_module, envoy_config, request, wait_for_access_log, wasm_filter
 from tests.harness.client import concurrent
-from tests.harness.envoy import REPO_ROOT, envoy_binary
+from tests.harness.envoy import REPO_ROOT, envoy_binary, refusal_log_lines
 
 STAT = "wasmcustom.breakwater.circuit_breaker"
 NO_JITTER = {"jitter": 0}
@@ -443,9 +443,7 @@ INVALID_CONFIGS = [
 @pytest.mark.parametrize("configuration,message", INVALID_CONFIGS, ids=[m.split(":")[0] for _, m in INVALID_CONFIGS])
 def test_an_invalid_config_is_refused_with_the_field_named(upstream, configuration, message):
     config = envoy_config(upstream.port, http_filters=[wasm_filter("cb", str(dist_module("circuit_breaker")), configuration)])
-    returncode, log = Envoy.run_expecting_failure(config)
-    assert returncode != 0
-    lines = [line for line in log.splitlines() if "breakwater circuit-breaker: invalid configuration:" in line]
+    lines = refusal_log_lines(config, "circuit-breaker")
     assert len(lines) == 1, "one log line names the field and the reason"
     assert message in lines[0], lines[0]
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.harness.envoy import refusal_log_lines
 from tests.harness import (
     Envoy,
     Upstream,
@@ -242,9 +243,7 @@ INVALID = [
 @pytest.mark.parametrize("configuration,message", INVALID, ids=[m.split(":")[0] for _, m in INVALID])
 def test_an_invalid_config_is_refused_with_the_field_named(upstream, configuration, message):
     config = envoy_config(upstream.port, http_filters=[wasm_filter("fb", str(dist_module("fallback")), configuration)])
-    returncode, log = Envoy.run_expecting_failure(config)
-    assert returncode != 0
-    lines = [line for line in log.splitlines() if "breakwater fallback: invalid configuration:" in line]
+    lines = refusal_log_lines(config, "fallback")
     assert len(lines) == 1 and message in lines[0], lines
 
 

@@ -256,6 +256,16 @@ class Envoy:
         return self.tmp_dir / "admin.txt"
 
 
+def refusal_log_lines(config: dict, filter_label: str) -> list[str]:
+    """Runs Envoy with a config one of breakwater's filters must refuse; returns the filter's
+    refusal lines (``breakwater <filter_label>: invalid configuration: …``)."""
+    returncode, log = Envoy.run_expecting_failure(config)
+    if returncode == 0:
+        raise EnvoyError("Envoy exited 0 with a config that should have been refused")
+    marker = f"breakwater {filter_label}: invalid configuration:"
+    return [line for line in log.splitlines() if marker in line]
+
+
 def interrupt_on_signals() -> None:
     """Makes SIGTERM behave like Ctrl-C, so `with Envoy(...)` blocks unwind and stop everything;
     SIGINT is restored too, in case a shell started the program with it ignored."""

@@ -5,7 +5,7 @@ use crate::config::BreakerConfig;
 use crate::engine::{Engine, Host, Level, RequestVerdict, Ticket, WorkerState};
 use breakwater_common::abi::{Action, Plugin, Stream};
 use breakwater_common::flags::decode_flags;
-use breakwater_common::host::Envoy;
+use breakwater_common::host::{parse_configuration, Envoy};
 use breakwater_common::hostcall;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,20 +33,11 @@ struct BreakerRoot {
 
 impl Plugin for BreakerRoot {
     fn configure(&mut self, configuration: &[u8]) -> bool {
-        let config = match BreakerConfig::parse(configuration) {
-            Ok(config) => config,
-            Err(err) => {
-                // One line naming the field and the reason; Envoy keeps the previous config.
-                Envoy.log(
-                    Level::Error,
-                    &format!("breakwater circuit-breaker: invalid configuration: {err}"),
-                );
-                return false;
-            }
+        let Some((config, plugin_name)) =
+            parse_configuration("circuit-breaker", configuration, BreakerConfig::parse)
+        else {
+            return false;
         };
-        let plugin_name = hostcall::property(&["plugin_name"])
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
         let engine = Engine::new(config, &plugin_name, &Envoy);
         engine.prepare(&Envoy);
         Envoy.log(

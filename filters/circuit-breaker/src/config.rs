@@ -231,7 +231,7 @@ fn read_failure(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<FailurePolicy,
         Some(mut obj) => {
             let statuses = obj.opt("statuses", status::field)?;
             let flags = obj.opt("response_flags", flags::field)?;
-            let slow_call = obj.opt("slow_call", positive_duration)?;
+            let slow_call = obj.opt("slow_call", duration::positive)?;
             obj.finish()?;
             (statuses, flags, slow_call)
         }
@@ -257,14 +257,6 @@ fn read_failure(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<FailurePolicy,
         flags,
         slow_call_ms: slow_call.map(Millis::as_u64),
     })
-}
-
-fn positive_duration(f: Field<'_>) -> Result<Millis, ConfigError> {
-    let d = duration::field(f.clone())?;
-    if d.as_u64() == 0 {
-        return Err(f.error("must be greater than 0"));
-    }
-    Ok(d)
 }
 
 fn rate(f: Field<'_>) -> Result<f64, ConfigError> {
@@ -382,7 +374,7 @@ fn read_open(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<OpenPolicy, Confi
     let (duration, max_duration, multiplier, jitter) = match obj {
         None => (None, None, None, None),
         Some(mut obj) => {
-            let duration = obj.opt("duration", positive_duration)?;
+            let duration = obj.opt("duration", duration::positive)?;
             let max_duration = obj.opt("max_duration", duration::field)?;
             let multiplier = obj.opt("backoff_multiplier", |f| {
                 let m = f.f64()?;
@@ -430,7 +422,7 @@ fn read_half_open(obj: Option<Obj<'_>>) -> Result<HalfOpenPolicy, ConfigError> {
         None => (None, None),
         Some(mut obj) => {
             let probes = obj.opt("probes", |f| f.u32_in(1, MAX_PROBES))?;
-            let max_wait = obj.opt("max_wait", positive_duration)?;
+            let max_wait = obj.opt("max_wait", duration::positive)?;
             obj.finish()?;
             (probes, max_wait)
         }
@@ -492,7 +484,7 @@ fn read_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use breakwater_common::testing::test;
 
     const EXAMPLE: &str = r#"{
       "breakers": [

@@ -4,9 +4,9 @@
 use super::*;
 use crate::config::BreakerConfig;
 use crate::state::BreakerState;
-use crate::test_support::test;
 use breakwater_common::host::fake::{FakeHost, FakeRequest};
 use breakwater_common::shared::SharedStore;
+use breakwater_common::testing::test;
 
 const T0: u64 = 1_700_000_000_000;
 

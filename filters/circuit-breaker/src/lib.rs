@@ -16,11 +16,3 @@ pub mod window;
 
 #[cfg(target_os = "wasi")]
 mod adapter;
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    #[cfg(not(target_arch = "wasm32"))]
-    pub use core::prelude::v1::test;
-    #[cfg(target_arch = "wasm32")]
-    pub use wasm_bindgen_test::wasm_bindgen_test as test;
-}

@@ -431,7 +431,7 @@ pub fn open_duration_ms(spec: &BreakerSpec, level: u32, jitter_sample: f64) -> u
 mod tests {
     use super::*;
     use crate::config::{BreakerConfig, WindowSpec};
-    use crate::test_support::test;
+    use breakwater_common::testing::test;
 
     const T0: u64 = 1_700_000_000_000;
     const OK: Outcome = Outcome {

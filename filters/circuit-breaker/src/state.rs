@@ -141,7 +141,7 @@ impl BreakerState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use breakwater_common::testing::test;
 
     const COUNT: WindowSpec = WindowSpec::Count { size: 20 };
 

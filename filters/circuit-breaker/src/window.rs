@@ -306,7 +306,7 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use breakwater_common::testing::test;
 
     fn roundtrip(w: &Window, spec: WindowSpec) -> Option<Window> {
         let mut out = Vec::new();

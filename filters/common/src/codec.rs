@@ -56,7 +56,7 @@ pub fn put_sized(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     #[test]
     fn reads_what_was_written() {

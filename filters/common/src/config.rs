@@ -324,7 +324,7 @@ pub fn format_decimal(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     fn doc(json: &str) -> Value {
         parse_document(json.as_bytes()).unwrap()

@@ -100,10 +100,19 @@ pub fn field(f: Field<'_>) -> Result<Millis, ConfigError> {
     parse(f.str()?).map_err(|e| f.error(e))
 }
 
+/// Reads a duration field that must be longer than zero.
+pub fn positive(f: Field<'_>) -> Result<Millis, ConfigError> {
+    let d = field(f.clone())?;
+    if d.as_u64() == 0 {
+        return Err(f.error("must be greater than 0"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     #[test]
     fn units() {

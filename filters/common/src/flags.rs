@@ -119,7 +119,7 @@ pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     #[test]
     fn bits_match_envoy() {

@@ -10,7 +10,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     #[test]
     fn known_values() {

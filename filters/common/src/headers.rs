@@ -62,7 +62,7 @@ pub fn reply_status(f: Field<'_>) -> Result<u32, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     fn check(pairs: &[(&str, &str)]) -> Result<HeaderList, ConfigError> {
         HeaderList::check(&FieldPath::root("response").key("headers"), pairs)

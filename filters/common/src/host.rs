@@ -39,7 +39,7 @@ pub fn bump<H: Host + ?Sized>(host: &H, id: Option<MetricId>) {
 }
 
 #[cfg(target_os = "wasi")]
-pub use envoy::Envoy;
+pub use envoy::{parse_configuration, Envoy};
 
 #[cfg(target_os = "wasi")]
 mod envoy {
@@ -95,6 +95,31 @@ mod envoy {
 
         fn set_gauge(&self, id: MetricId, value: u64) {
             let _ = hostcall::record_metric(id, value);
+        }
+    }
+
+    /// Parses a plugin's configuration; on error logs the one line that names the field and
+    /// the reason (`on_configure` then returns false and Envoy keeps the previous config).
+    /// Returns the configuration and the plugin's name, which namespaces its shared data.
+    pub fn parse_configuration<T>(
+        filter: &str,
+        configuration: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<T, crate::config::ConfigError>,
+    ) -> Option<(T, String)> {
+        match parse(configuration) {
+            Ok(config) => {
+                let plugin_name = hostcall::property(&["plugin_name"])
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                Some((config, plugin_name))
+            }
+            Err(err) => {
+                Envoy.log(
+                    Level::Error,
+                    &format!("breakwater {filter}: invalid configuration: {err}"),
+                );
+                None
+            }
         }
     }
 

@@ -448,7 +448,7 @@ fn decimal_to_f64(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     fn ok(text: &str) -> Value {
         parse(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"))

@@ -38,12 +38,13 @@ pub mod rng;
 pub mod shared;
 pub mod status;
 
-#[cfg(test)]
-pub(crate) mod test_support {
+/// The test attribute every unit test uses: plain `#[test]` natively, `wasm_bindgen_test` on
+/// wasm32, so the same tests also run in Node's V8 with 32-bit `usize`. Filters' tests use it
+/// through the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     #[cfg(not(target_arch = "wasm32"))]
     pub use core::prelude::v1::test;
-    /// The test attribute used by every unit test: plain `#[test]` natively, and
-    /// `wasm_bindgen_test` on wasm32 so the same tests run in Node's V8 with 32-bit `usize`.
     #[cfg(target_arch = "wasm32")]
     pub use wasm_bindgen_test::wasm_bindgen_test as test;
 }

@@ -248,7 +248,7 @@ mod tests {
     use super::*;
     use crate::config::parse_document;
     use crate::host::fake::FakeRequest;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     fn matcher(json: &str) -> Result<RequestMatcher, ConfigError> {
         let value = parse_document(json.as_bytes())?;

@@ -89,7 +89,7 @@ pub fn strip_query(path: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::host::fake::FakeRequest;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     #[test]
     fn reads_each_attribute_once() {

@@ -35,7 +35,7 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     #[test]
     fn symmetric_unit_stays_in_range_and_spreads() {

@@ -156,7 +156,7 @@ impl SharedStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use crate::testing::test;
 
     fn increment(store: &MemoryStore, attempts: u32) -> Result<(u8, u32), CasError> {
         cas_update(store, "k", attempts, |v| {

@@ -149,7 +149,7 @@ pub fn field(f: Field<'_>) -> Result<StatusSet, ConfigError> {
 mod tests {
     use super::*;
     use crate::config::{parse_document, FieldPath};
-    use crate::test_support::test;
+    use crate::testing::test;
 
     fn set(json: &str) -> Result<StatusSet, String> {
         let value = parse_document(json.as_bytes()).unwrap();

@@ -469,8 +469,8 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::config::FallbackConfig;
-    use crate::test_support::test;
     use breakwater_common::shared::MemoryStore;
+    use breakwater_common::testing::test;
 
     fn stale(json: &str) -> StaleSource {
         let cfg = FallbackConfig::parse(

@@ -267,16 +267,8 @@ fn check_reserved_headers(path: &FieldPath, headers: &HeaderList) -> Result<(), 
     Ok(())
 }
 
-fn positive_duration(f: Field<'_>) -> Result<Millis, ConfigError> {
-    let d = duration::field(f.clone())?;
-    if d.as_u64() == 0 {
-        return Err(f.error("must be greater than 0"));
-    }
-    Ok(d)
-}
-
 fn read_stale(mut obj: Obj<'_>) -> Result<StaleSource, ConfigError> {
-    let max_age = obj.required("max_age", positive_duration)?;
+    let max_age = obj.required("max_age", duration::positive)?;
     let statuses = obj.opt("statuses", status::field)?.unwrap_or_else(|| {
         StatusSet::from_specs(&[StatusSpec {
             low: 200,
@@ -340,7 +332,7 @@ fn read_service(mut obj: Obj<'_>) -> Result<ServiceSource, ConfigError> {
         .opt("authority", |f| Ok(f.str()?.to_string()))?
         .unwrap_or_else(|| cluster.clone());
     let timeout = obj.opt("timeout", |f| {
-        let d = positive_duration(f.clone())?;
+        let d = duration::positive(f.clone())?;
         if d.as_u64() > MAX_SERVICE_TIMEOUT_MS {
             return Err(f.error("at most 60s"));
         }
@@ -396,7 +388,7 @@ fn read_cache(mut obj: Obj<'_>) -> Result<CacheLimits, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::test;
+    use breakwater_common::testing::test;
 
     const EXAMPLE: &str = r#"{
       "rules": [

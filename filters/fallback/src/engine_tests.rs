@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::config::FallbackConfig;
-use crate::test_support::test;
 use breakwater_common::host::fake::{FakeHost, FakeRequest};
+use breakwater_common::testing::test;
 use std::cell::RefCell;
 
 const T0: u64 = 1_700_000_000_000;
@@ -119,6 +119,11 @@ impl Setup {
     }
 }
 
+/// The source that answers a failure of `req` now.
+fn source_for_failure(s: &mut Setup, req: &FakeRequest) -> &'static str {
+    reply(s.respond(0, req, &Response::status(500), b"").1).source
+}
+
 fn reply(step: Option<Step<'_>>) -> Reply {
     match step {
         Some(Step::Reply(r)) => r,
@@ -219,15 +224,9 @@ fn stale_expires_after_max_age_then_the_next_source_answers() {
     let req = FakeRequest::get("/rec");
     s.respond(0, &req, &Response::status(200), b"old");
     s.host.advance(600_000);
-    assert_eq!(
-        reply(s.respond(0, &req, &Response::status(500), b"").1).source,
-        "stale"
-    );
+    assert_eq!(source_for_failure(&mut s, &req), "stale");
     s.host.advance(1);
-    assert_eq!(
-        reply(s.respond(0, &req, &Response::status(500), b"").1).source,
-        "static"
-    );
+    assert_eq!(source_for_failure(&mut s, &req), "static");
 }
 
 #[test]
@@ -237,15 +236,9 @@ fn the_upstreams_stale_if_error_decides_how_long() {
     let short = Response::status(200).header("cache-control", "max-age=5, stale-if-error=10");
     s.respond(0, &req, &short, b"x");
     s.host.advance(15_000);
-    assert_eq!(
-        reply(s.respond(0, &req, &Response::status(500), b"").1).source,
-        "stale"
-    );
+    assert_eq!(source_for_failure(&mut s, &req), "stale");
     s.host.advance(1);
-    assert_eq!(
-        reply(s.respond(0, &req, &Response::status(500), b"").1).source,
-        "static"
-    );
+    assert_eq!(source_for_failure(&mut s, &req), "static");
 }
 
 #[test]
