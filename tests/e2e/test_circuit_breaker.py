@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import pytest
 
 from tests.harness import Envoy, Route, dist_module, envoy_config, request, wait_for_access_log, wasm_filter
 from tests.harness.client import concurrent
+from tests.harness.config import free_port
 from tests.harness.envoy import REPO_ROOT, envoy_binary, refusal_log_lines
 
 STAT = "wasmcustom.breakwater.circuit_breaker"
@@ -501,3 +501,56 @@ def test_the_demo_runs_from_start_to_finish():
     assert "x-breakwater-fallback: static" in steps[4], "too old for stale: the static list"
     assert '"recommendations": half_open -> closed' in steps[5]
     assert "breaker: closed" in steps[6] and "fresh-pick-1" in steps[6]
+
+
+# --- configuration updates (LDS from a file, as a control plane would push them) ------------------
+
+
+def test_config_updates_keep_state_and_invalid_ones_keep_the_previous_config(upstream, tmp_path):
+    lds_path = tmp_path / "lds.json"
+    port = free_port()
+
+    def push(breakers: list[dict] | str) -> None:
+        configuration = breakers if isinstance(breakers, str) else {"breakers": breakers}
+        listener = envoy_config(
+            upstream.port, http_filters=[wasm_filter("cb", str(dist_module("circuit_breaker")), configuration)]
+        )["static_resources"]["listeners"][0]
+        listener["address"]["socket_address"]["port_value"] = port
+        staged = tmp_path / "lds.json.next"
+        staged.write_text(json.dumps({"resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **listener}]}))
+        staged.rename(lds_path)  # Envoy watches for the file being moved into place
+
+    def api(body: str) -> dict:
+        return breaker(trip={"consecutive_failures": 2}, open={"duration": "30s"}, response={"body": body})
+
+    push([api("v1")])
+    bootstrap = envoy_config(upstream.port)
+    del bootstrap["static_resources"]["listeners"]
+    bootstrap["node"] = {"id": "breakwater-test", "cluster": "breakwater-test"}
+    bootstrap["dynamic_resources"] = {
+        "lds_config": {"path_config_source": {"path": str(lds_path)}, "resource_api_version": "V3"}
+    }
+    with Envoy(bootstrap) as envoy:
+        url = f"http://127.0.0.1:{port}/api"
+        upstream.set_mode("status", code=503)
+        request(url), request(url)
+        assert request(url).body == b"v1"
+
+        def wait_for(stat_name: str, value: int) -> None:
+            deadline = time.monotonic() + 10
+            while envoy.stats(f"^{re.escape(stat_name)}$").get(stat_name, 0) < value:
+                assert time.monotonic() < deadline, f"{stat_name} never reached {value}"
+                time.sleep(0.05)
+
+        successes = envoy.stat("listener_manager.lds.update_success")
+        push([api("v2")])
+        wait_for("listener_manager.lds.update_success", successes + 1)
+        response = request(url)
+        assert rejected_by_breaker(response) and response.body == b"v2", "still open under the new config"
+
+        push([{"name": "api", "trip": {"failure_rate": 150}}])
+        wait_for("listener_manager.lds.update_rejected", 1)
+        response = request(url)
+        assert rejected_by_breaker(response) and response.body == b"v2", "the previous config still runs"
+        refusals = [line for line in envoy.log_text().splitlines() if "invalid configuration:" in line]
+        assert len(refusals) == 1 and "breakers[0].trip.failure_rate: 150 is outside 0 to 100" in refusals[0]

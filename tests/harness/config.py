@@ -8,6 +8,7 @@ admin API after start.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -37,6 +38,14 @@ class Route:
     prefix: str
     cluster: str = "upstream"
     timeout: str | None = None  # None: the `route_timeout` given to envoy_config
+
+
+def free_port() -> int:
+    """A port that is free now, for the rare config that cannot use port 0 (another process, or
+    an address that must stay the same across config updates)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def socket_address(port: int, host: str = "127.0.0.1") -> dict:

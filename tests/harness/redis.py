@@ -17,15 +17,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .config import free_port
+
 
 def available() -> bool:
     return all(shutil.which(tool) for tool in ("redis-server", "redis-cli", "webdis"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 10) -> None:
@@ -45,8 +41,8 @@ class RedisWebdis:
     """`with RedisWebdis() as kv:` — Redis on `kv.redis_port`, webdis on `kv.http_port`."""
 
     def __init__(self) -> None:
-        self.redis_port = _free_port()
-        self.http_port = _free_port()
+        self.redis_port = free_port()
+        self.http_port = free_port()
         self._tmp = Path(tempfile.mkdtemp(prefix="breakwater-redis-"))
         self._processes: list[subprocess.Popen] = []
 
