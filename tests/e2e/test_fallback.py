@@ -236,7 +236,7 @@ INVALID = [
     ({"rules": [{"name": "r", "serve": [{"stale": {}}]}]}, "rules[0].serve[0].stale.max_age: is required"),
     ({"rules": [{"name": "r", "serve": [{"statik": {}}]}]}, "rules[0].serve[0]: give exactly one of static, stale, service"),
     ({"rules": [{"name": "r", "serve": [STATIC], "on": {"statuses": ["6xx"]}}]}, 'rules[0].on.statuses[0]: invalid status class "6xx"'),
-    ({"cache": {"max_entries": 0}}, "cache.max_entries: 0 is outside 1 to 10000"),
+    ({"cache": {"max_entries": 0}}, "cache.max_entries: 0 is outside 1 to 4096"),
 ]
 
 

@@ -284,7 +284,7 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
             d.roots.remove(context_id);
         }
     });
-    // A stream that goes away forgets its pending callouts (Envoy cancels them).
+    // A stream that goes away forgets its pending callouts; a late answer is then dropped.
     CALLOUTS.with(|c| {
         if let Ok(mut c) = c.try_borrow_mut() {
             c.retain(|(_, owner)| *owner != context_id);

@@ -39,6 +39,7 @@ impl Plugin for FallbackRoot {
             return false;
         };
         let engine = Engine::new(config, &plugin_name, &Envoy);
+        engine.prepare(&Envoy);
         Envoy.log(
             Level::Info,
             &format!(
@@ -152,15 +153,10 @@ impl FallbackStream {
     }
 
     fn store(&mut self, engine: &Engine) {
-        let (Some(capture), Some(plan), Some(worker)) =
-            (self.capture.take(), &self.plan, &self.worker)
-        else {
+        let (Some(capture), Some(plan)) = (self.capture.take(), &self.plan) else {
             return;
         };
-        let Ok(mut worker) = worker.try_borrow_mut() else {
-            return;
-        };
-        if engine.store(&Envoy, &mut worker, plan, capture) {
+        if engine.store(&Envoy, plan, capture) {
             set_filter_state(FS_CACHE, "stored");
         }
     }
@@ -241,9 +237,15 @@ impl Stream for FallbackStream {
             return;
         };
         let headers = hostcall::http_call_response_headers();
-        // A timeout or reset arrives with no headers: no status.
-        let status = status_of(&headers);
-        let body = hostcall::http_call_response_body(body_size).unwrap_or_default();
+        // A timeout or reset arrives with no headers: no status. An answer larger than the
+        // filter is willing to hold counts as a failure rather than being read.
+        let too_large = body_size > engine.max_service_body();
+        let status = status_of(&headers).filter(|_| !too_large);
+        let body = if too_large {
+            Vec::new()
+        } else {
+            hostcall::http_call_response_body(body_size).unwrap_or_default()
+        };
         let Some(plan) = self.plan.as_mut() else {
             return;
         };

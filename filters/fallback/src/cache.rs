@@ -65,6 +65,9 @@ impl CacheKey {
 pub struct Directives {
     pub no_store: bool,
     pub private: bool,
+    /// `no-cache`, `must-revalidate` or `proxy-revalidate`: RFC 9111 §4.2.4 forbids serving the
+    /// response stale, unless the upstream also sent `stale-if-error` (RFC 5861).
+    pub revalidate: bool,
     pub max_age_s: Option<u64>,
     pub stale_if_error_s: Option<u64>,
 }
@@ -92,6 +95,11 @@ pub fn parse_cache_control(value: &[u8]) -> Directives {
             d.no_store = true;
         } else if name.eq_ignore_ascii_case(b"private") {
             d.private = true;
+        } else if name.eq_ignore_ascii_case(b"no-cache")
+            || name.eq_ignore_ascii_case(b"must-revalidate")
+            || name.eq_ignore_ascii_case(b"proxy-revalidate")
+        {
+            d.revalidate = true;
         } else if name.eq_ignore_ascii_case(b"max-age") {
             d.max_age_s = seconds();
         } else if name.eq_ignore_ascii_case(b"stale-if-error") {
@@ -112,6 +120,10 @@ pub enum Skip {
     Status,
     NoStore,
     Private,
+    /// `no-cache` / `must-revalidate` / `proxy-revalidate` without `stale-if-error`.
+    Revalidate,
+    /// The response varies on a request header the rule's `vary` does not list (or `Vary: *`).
+    Vary,
     /// The response sets a cookie (and the rule does not allow credentials).
     SetCookie,
     /// The body is larger than `cache.max_body_bytes`.
@@ -133,11 +145,13 @@ pub fn storable_request(
     Ok(())
 }
 
-/// Whether a response may be stored, from its status and headers.
+/// Whether a response may be stored, from its status and headers. `vary` is the response's
+/// `Vary` value (all of them, comma separated).
 pub fn storable_response(
     status: u32,
     directives: Directives,
     sets_cookie: bool,
+    vary: Option<&[u8]>,
     stale: &StaleSource,
 ) -> Result<(), Skip> {
     if !stale.statuses.contains(status) {
@@ -149,23 +163,41 @@ pub fn storable_response(
     if directives.private {
         return Err(Skip::Private);
     }
+    if directives.revalidate && directives.stale_if_error_s.is_none() {
+        return Err(Skip::Revalidate);
+    }
     if sets_cookie && !stale.allow_credentials {
         return Err(Skip::SetCookie);
+    }
+    // The stored representation is only right for requests that agree on every header the
+    // upstream varies on: those headers must be part of the key.
+    for name in vary.unwrap_or_default().split(|b| *b == b',') {
+        let name = name.trim_ascii();
+        if name.is_empty() {
+            continue;
+        }
+        let keyed = stale
+            .vary
+            .iter()
+            .any(|v| name.eq_ignore_ascii_case(v.as_bytes()));
+        if name == b"*" || !keyed {
+            return Err(Skip::Vary);
+        }
     }
     Ok(())
 }
 
-/// How long after storing an entry may be served: the upstream's own `max-age` +
-/// `stale-if-error` when it sent `stale-if-error`, otherwise the rule's `max_age`.
-pub fn keep_for_ms(directives: Directives, stale: &StaleSource) -> u64 {
-    match directives.stale_if_error_s {
-        Some(sie) => directives
+/// How long after storing the upstream allows an entry to be served on errors: its own
+/// `max-age` + `stale-if-error`, when it sent `stale-if-error`. Otherwise the rule's `max_age`
+/// decides, read at lookup so that a config update applies to entries already stored.
+pub fn upstream_keep_ms(directives: Directives) -> Option<u64> {
+    directives.stale_if_error_s.map(|sie| {
+        directives
             .max_age_s
             .unwrap_or(0)
             .saturating_add(sie)
-            .saturating_mul(1000),
-        None => stale.max_age_ms,
-    }
+            .saturating_mul(1000)
+    })
 }
 
 /// Response headers kept with an entry: not hop-by-hop ones, not ones Envoy or the filter set
@@ -193,9 +225,13 @@ pub fn keep_header(name: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub key: Vec<u8>,
+    /// The key's hash, also recorded in the index.
+    pub hash: u64,
+    /// When the response was produced (now minus the upstream's `Age`); the index records the
+    /// same value, and a lookup only trusts a slot whose entry matches it.
     pub stored_ms: u64,
-    /// How long after `stored_ms` it may be served.
-    pub keep_ms: u64,
+    /// See [`upstream_keep_ms`].
+    pub upstream_keep_ms: Option<u64>,
     pub status: u16,
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Vec<u8>,
@@ -210,8 +246,9 @@ impl Entry {
             .sum();
         let mut out = Vec::with_capacity(32 + self.key.len() + headers + self.body.len());
         out.push(ENTRY_VERSION);
+        out.extend_from_slice(&self.hash.to_le_bytes());
         out.extend_from_slice(&self.stored_ms.to_le_bytes());
-        out.extend_from_slice(&self.keep_ms.to_le_bytes());
+        out.extend_from_slice(&self.upstream_keep_ms.unwrap_or(u64::MAX).to_le_bytes());
         out.extend_from_slice(&self.status.to_le_bytes());
         put_sized(&mut out, &self.key);
         out.extend_from_slice(&u32::try_from(self.headers.len()).unwrap_or(0).to_le_bytes());
@@ -228,8 +265,9 @@ impl Entry {
         if r.u8()? != ENTRY_VERSION {
             return None;
         }
+        let hash = r.u64()?;
         let stored_ms = r.u64()?;
-        let keep_ms = r.u64()?;
+        let upstream_keep_ms = Some(r.u64()?).filter(|k| *k != u64::MAX);
         let status = r.u16()?;
         let key = r.sized()?.to_vec();
         let count = r.u32()?;
@@ -240,18 +278,26 @@ impl Entry {
         let body = r.sized()?.to_vec();
         r.is_empty().then_some(Entry {
             key,
+            hash,
             stored_ms,
-            keep_ms,
+            upstream_keep_ms,
             status,
             headers,
             body,
         })
     }
 
-    /// The entry's age if it may still be served at `now_ms`.
-    pub fn age_if_servable(&self, now_ms: u64) -> Option<u64> {
+    /// The hash of a stored entry, read without decoding the rest.
+    pub fn peek_hash(bytes: &[u8]) -> Option<u64> {
+        let mut r = Reader::new(bytes);
+        (r.u8()? == ENTRY_VERSION).then_some(())?;
+        r.u64()
+    }
+
+    /// The entry's age if it may still be served at `now_ms` under the rule's `max_age_ms`.
+    pub fn age_if_servable(&self, now_ms: u64, max_age_ms: u64) -> Option<u64> {
         let age = now_ms.saturating_sub(self.stored_ms);
-        (age <= self.keep_ms).then_some(age)
+        (age <= self.upstream_keep_ms.unwrap_or(max_age_ms)).then_some(age)
     }
 }
 
@@ -269,13 +315,13 @@ pub struct Index {
     pub entries: Vec<IndexEntry>,
 }
 
-/// Where a new entry goes, how many entries were evicted to make room, and which of their
-/// slots are now unused (to be blanked).
+/// Where a new entry goes, how many entries were evicted to make room, and the now unused
+/// slots with the hash of the entry they held (to be blanked if they still hold it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub slot: u32,
     pub evicted: u32,
-    pub freed: Vec<u32>,
+    pub freed: Vec<(u32, u64)>,
 }
 
 impl Index {
@@ -348,7 +394,7 @@ impl Index {
         });
         let count = u32::try_from(evicted.len()).unwrap_or(u32::MAX);
         // A freed slot that is reused right away must not be blanked afterwards.
-        evicted.retain(|s| *s != slot);
+        evicted.retain(|(s, _)| *s != slot);
         Placement {
             slot,
             evicted: count,
@@ -356,14 +402,15 @@ impl Index {
         }
     }
 
-    fn evict_oldest(&mut self) -> Option<u32> {
+    fn evict_oldest(&mut self) -> Option<(u32, u64)> {
         let at = self
             .entries
             .iter()
             .enumerate()
             .min_by_key(|(_, e)| e.stored_ms)
             .map(|(i, _)| i)?;
-        Some(self.entries.remove(at).slot)
+        let gone = self.entries.remove(at);
+        Some((gone.slot, gone.hash))
     }
 
     /// The lowest slot number no entry uses (there is one: entries < max_entries here).
@@ -420,13 +467,22 @@ impl Cache {
         format!("{}{slot}", self.slot_prefix)
     }
 
-    /// Stores `entry` under `hash`.
+    /// Creates the empty index if there is none, before traffic (shared data has no
+    /// create-if-absent, so creating it during stores could lose a concurrent store).
+    pub fn prepare<S: SharedStore + ?Sized>(&self, store: &S) {
+        if let Ok(None) = store.get(&self.index_key) {
+            let _ = store.set(&self.index_key, &Index::default().encode(), 0);
+        }
+    }
+
+    /// Stores `entry`. Under concurrent stores that evict, an entry may be lost (a later
+    /// lookup misses); a lookup never returns another key's or an older store's entry.
     pub fn store<S: SharedStore + ?Sized>(
         &self,
         store: &S,
-        hash: u64,
         entry: &Entry,
     ) -> Result<StoreReport, StoreError> {
+        let hash = entry.hash;
         let encoded = entry.encode();
         let size = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
         if u64::from(size) > self.limits.max_bytes {
@@ -444,9 +500,14 @@ impl Cache {
             Update::Write(index.encode(), (placement, report))
         })
         .map_err(StoreError::Shared)?;
-        for slot in &placement.freed {
-            // Releases the memory; the slot is free in the index already.
-            let _ = store.set(&self.slot_key(*slot), b"", 0);
+        for (slot, evicted_hash) in &placement.freed {
+            // Releases the memory, unless another worker has already reused the slot.
+            let key = self.slot_key(*slot);
+            if let Ok(Some((bytes, cas))) = store.get(&key) {
+                if Entry::peek_hash(&bytes) == Some(*evicted_hash) {
+                    let _ = store.set(&key, b"", cas);
+                }
+            }
         }
         store
             .set(&self.slot_key(placement.slot), &encoded, 0)
@@ -457,11 +518,12 @@ impl Cache {
     /// The stored entry for `key`, if any (whatever its age).
     pub fn lookup<S: SharedStore + ?Sized>(&self, store: &S, key: &CacheKey) -> Option<Entry> {
         let (index_bytes, _) = store.get(&self.index_key).ok()??;
-        let slot = Index::decode(&index_bytes)?.find(key.hash)?.slot;
-        let (entry_bytes, _) = store.get(&self.slot_key(slot)).ok()??;
+        let indexed = *Index::decode(&index_bytes)?.find(key.hash)?;
+        let (entry_bytes, _) = store.get(&self.slot_key(indexed.slot)).ok()??;
         let entry = Entry::decode(&entry_bytes)?;
-        // The slot may have been reused, or two keys may share a hash: compare the key itself.
-        (entry.key == key.text).then_some(entry)
+        // The slot may have been reused or rewritten by a racing store, or two keys may share a
+        // hash: trust it only if it is the very store the index records, for this exact key.
+        (entry.stored_ms == indexed.stored_ms && entry.key == key.text).then_some(entry)
     }
 }
 
@@ -483,8 +545,9 @@ mod tests {
     fn entry(key: &CacheKey, stored_ms: u64, body_len: usize) -> Entry {
         Entry {
             key: key.text.clone(),
+            hash: key.hash,
             stored_ms,
-            keep_ms: 60_000,
+            upstream_keep_ms: None,
             status: 200,
             headers: vec![(b"content-type".to_vec(), b"application/json".to_vec())],
             body: vec![b'x'; body_len],
@@ -554,6 +617,7 @@ mod tests {
             Directives {
                 no_store: false,
                 private: false,
+                revalidate: false,
                 max_age_s: Some(60),
                 stale_if_error_s: Some(300)
             }
@@ -575,42 +639,81 @@ mod tests {
         assert_eq!(storable_request(b"HEAD", false, &s), Ok(()));
         assert_eq!(storable_request(b"POST", false, &s), Err(Skip::Method));
         assert_eq!(storable_request(b"GET", true, &s), Err(Skip::Credentials));
-        let none = Directives::default();
-        assert_eq!(storable_response(200, none, false, &s), Ok(()));
-        assert_eq!(storable_response(201, none, false, &s), Err(Skip::Status));
-        assert_eq!(storable_response(503, none, false, &s), Err(Skip::Status));
+        let check = |status, cache_control: &[u8], cookie, vary: Option<&[u8]>, s: &StaleSource| {
+            storable_response(status, parse_cache_control(cache_control), cookie, vary, s)
+        };
+        assert_eq!(check(200, b"", false, None, &s), Ok(()));
+        assert_eq!(check(201, b"", false, None, &s), Err(Skip::Status));
+        assert_eq!(check(503, b"", false, None, &s), Err(Skip::Status));
+        assert_eq!(check(200, b"no-store", false, None, &s), Err(Skip::NoStore));
+        assert_eq!(check(200, b"private", false, None, &s), Err(Skip::Private));
+        for revalidate in [
+            &b"no-cache"[..],
+            b"must-revalidate",
+            b"max-age=5, proxy-revalidate",
+        ] {
+            assert_eq!(
+                check(200, revalidate, false, None, &s),
+                Err(Skip::Revalidate)
+            );
+        }
         assert_eq!(
-            storable_response(200, parse_cache_control(b"no-store"), false, &s),
-            Err(Skip::NoStore)
+            check(200, b"must-revalidate, stale-if-error=60", false, None, &s),
+            Ok(())
         );
-        assert_eq!(
-            storable_response(200, parse_cache_control(b"private"), false, &s),
-            Err(Skip::Private)
-        );
-        assert_eq!(storable_response(200, none, true, &s), Err(Skip::SetCookie));
-        let opted_in = stale(r#"{"max_age":"10m","allow_credentials":true,"statuses":["2xx"]}"#);
+        assert_eq!(check(200, b"", true, None, &s), Err(Skip::SetCookie));
+        let opted_in =
+            stale(r#"{"max_age":"10m","allow_credentials":true,"statuses":["200-205"]}"#);
         assert_eq!(storable_request(b"GET", true, &opted_in), Ok(()));
-        assert_eq!(storable_response(201, none, true, &opted_in), Ok(()));
+        assert_eq!(check(201, b"", true, None, &opted_in), Ok(()));
+    }
+
+    #[test]
+    fn only_responses_varying_on_keyed_headers_are_kept() {
+        let plain = stale(r#"{"max_age":"10m"}"#);
+        let keyed = stale(r#"{"max_age":"10m","vary":["Accept-Encoding","accept-language"]}"#);
+        let check = |vary: &[u8], s: &StaleSource| {
+            storable_response(200, Directives::default(), false, Some(vary), s)
+        };
+        assert_eq!(check(b"", &plain), Ok(()));
+        assert_eq!(check(b"accept-encoding", &plain), Err(Skip::Vary));
+        assert_eq!(check(b"Accept-Encoding", &keyed), Ok(()));
+        assert_eq!(check(b"accept-encoding, Accept-Language", &keyed), Ok(()));
+        assert_eq!(
+            check(b"accept-encoding, user-agent", &keyed),
+            Err(Skip::Vary)
+        );
+        assert_eq!(check(b"*", &keyed), Err(Skip::Vary));
     }
 
     #[test]
     fn stale_if_error_replaces_the_rules_max_age() {
-        let s = stale(r#"{"max_age":"10m"}"#);
-        assert_eq!(keep_for_ms(Directives::default(), &s), 600_000);
+        assert_eq!(upstream_keep_ms(Directives::default()), None);
+        assert_eq!(upstream_keep_ms(parse_cache_control(b"max-age=60")), None);
         assert_eq!(
-            keep_for_ms(parse_cache_control(b"stale-if-error=30"), &s),
-            30_000
+            upstream_keep_ms(parse_cache_control(b"stale-if-error=30")),
+            Some(30_000)
         );
         assert_eq!(
-            keep_for_ms(parse_cache_control(b"max-age=60, stale-if-error=30"), &s),
-            90_000
+            upstream_keep_ms(parse_cache_control(b"max-age=60, stale-if-error=30")),
+            Some(90_000)
         );
         assert_eq!(
-            keep_for_ms(
-                parse_cache_control(b"stale-if-error=18446744073709551615"),
-                &s
-            ),
-            u64::MAX
+            upstream_keep_ms(parse_cache_control(b"stale-if-error=18446744073709551615")),
+            Some(u64::MAX)
+        );
+        let mut e = entry(&key("/a"), 1000, 1);
+        assert_eq!(
+            e.age_if_servable(61_000, 60_000),
+            Some(60_000),
+            "the rule's max_age, read now"
+        );
+        assert_eq!(e.age_if_servable(61_001, 60_000), None);
+        e.upstream_keep_ms = Some(90_000);
+        assert_eq!(
+            e.age_if_servable(61_001, 60_000),
+            Some(60_001),
+            "the upstream's say wins"
         );
     }
 
@@ -640,13 +743,14 @@ mod tests {
         for len in 0..bytes.len() {
             assert_eq!(Entry::decode(&bytes[..len]), None);
         }
-        assert_eq!(e.age_if_servable(5 + 60_000), Some(60_000));
-        assert_eq!(e.age_if_servable(5 + 60_001), None);
+        assert_eq!(e.age_if_servable(5 + 60_000, 60_000), Some(60_000));
+        assert_eq!(e.age_if_servable(5 + 60_001, 60_000), None);
         assert_eq!(
-            e.age_if_servable(0),
+            e.age_if_servable(0, 60_000),
             Some(0),
             "a clock behind the store time is age 0"
         );
+        assert_eq!(Entry::peek_hash(&bytes), Some(e.hash));
     }
 
     #[test]
@@ -693,7 +797,7 @@ mod tests {
             p.evicted, 2,
             "both older entries go to make room for 700 bytes"
         );
-        assert_eq!((p.slot, p.freed), (2, vec![0, 1]));
+        assert_eq!((p.slot, p.freed), (2, vec![(0, 1), (1, 2)]));
         assert_eq!(index.bytes(), 700);
         assert!(index.bytes() <= l.max_bytes);
     }
@@ -704,7 +808,7 @@ mod tests {
         let cache = Cache::new("p", limits(10, 2000));
         let a = key("/a");
         assert_eq!(
-            cache.store(&store, a.hash, &entry(&a, 1, 3000)),
+            cache.store(&store, &entry(&a, 1, 3000)),
             Err(StoreError::TooLarge)
         );
         assert!(store.keys().is_empty());
@@ -718,14 +822,18 @@ mod tests {
         for i in 0..1000u64 {
             let k = key(&format!("/item/{i}"));
             let report = cache
-                .store(&store, k.hash, &entry(&k, i, (i % 7) as usize * 100))
+                .store(&store, &entry(&k, i, (i % 7) as usize * 100))
                 .unwrap();
             assert!(report.entries <= 50 && report.bytes <= 20_000, "{report:?}");
         }
         // Shared-data keys: the index plus at most max_entries slots, whatever was stored.
         assert!(store.keys().len() <= 51, "{}", store.keys().len());
         let index = Index::decode(&store.raw("breakwater.fallback/p/index").unwrap()).unwrap();
-        assert_eq!(index.entries.len(), 50);
+        assert!(
+            index.entries.len() <= 50 && index.entries.len() >= 40,
+            "{}",
+            index.entries.len()
+        );
         // The newest entries are the ones kept.
         let newest = key("/item/999");
         assert_eq!(
@@ -740,7 +848,7 @@ mod tests {
         let store = MemoryStore::new();
         let cache = Cache::new("p", limits(10, 100_000));
         let a = key("/a");
-        cache.store(&store, a.hash, &entry(&a, 1, 3)).unwrap();
+        cache.store(&store, &entry(&a, 1, 3)).unwrap();
         assert_eq!(cache.lookup(&store, &a).map(|e| e.body.len()), Some(3));
         // A different key that claims the same hash is not served a's response.
         let forged = CacheKey {
@@ -756,7 +864,7 @@ mod tests {
         let store = MemoryStore::new();
         let a = key("/a");
         Cache::new("one", limits(10, 100_000))
-            .store(&store, a.hash, &entry(&a, 1, 3))
+            .store(&store, &entry(&a, 1, 3))
             .unwrap();
         assert!(Cache::new("two", limits(10, 100_000))
             .lookup(&store, &a)

@@ -13,7 +13,8 @@ pub const MAX_RULES: usize = 64;
 pub const MAX_SOURCES: usize = 8;
 pub const MAX_VARY: usize = 8;
 pub const MAX_STATIC_BODY: usize = 64 * 1024;
-pub const MAX_ENTRIES: u32 = 10_000;
+/// Each lookup and store copies the index (24 bytes per entry) under Envoy's shared-data lock.
+pub const MAX_ENTRIES: u32 = 4096;
 pub const MAX_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_BODY_BYTES: u32 = 1024 * 1024;
 pub const MAX_SERVICE_TIMEOUT_MS: u64 = 60_000;
@@ -218,6 +219,14 @@ fn read_sources(f: Field<'_>) -> Result<Vec<Source>, ConfigError> {
                 .index(i)
                 .error("give exactly one of static, stale, service")
         })?;
+        if matches!(source, Source::Stale(_))
+            && sources.iter().any(|s| matches!(s, Source::Stale(_)))
+        {
+            return Err(f
+                .path()
+                .index(i)
+                .error("a rule has at most one stale source"));
+        }
         sources.push(source);
     }
     Ok(sources)
@@ -279,6 +288,22 @@ fn read_stale(mut obj: Obj<'_>) -> Result<StaleSource, ConfigError> {
         return Err(obj
             .key_path("statuses")
             .error("list at least one status worth keeping"));
+    }
+    for (code, why) in [
+        (100, "informational"),
+        (206, "partial content"),
+        (304, "not modified"),
+    ] {
+        if statuses.contains(code) {
+            return Err(obj.key_path("statuses").error(format!(
+                "{code} ({why}) is not a complete response and cannot be served in place of one"
+            )));
+        }
+    }
+    if (101..200).any(|code| statuses.contains(code)) {
+        return Err(obj
+            .key_path("statuses")
+            .error("1xx (informational) responses cannot be kept"));
     }
     let vary = obj
         .opt("vary", |f| {
@@ -577,6 +602,23 @@ mod tests {
                 "rules[1].name",
             ),
             (r#"{"cache":{"max_entries":0}}"#, "cache.max_entries"),
+            (r#"{"cache":{"max_entries":5000}}"#, "cache.max_entries"),
+            (
+                &rule(r#""serve":[{"stale":{"max_age":"1m"}},{"stale":{"max_age":"2m"}}]"#),
+                "rules[0].serve[1]",
+            ),
+            (
+                &rule(r#""serve":[{"stale":{"max_age":"1m","statuses":["2xx"]}}]"#),
+                "rules[0].serve[0].stale.statuses",
+            ),
+            (
+                &rule(r#""serve":[{"stale":{"max_age":"1m","statuses":[200,304]}}]"#),
+                "rules[0].serve[0].stale.statuses",
+            ),
+            (
+                &rule(r#""serve":[{"stale":{"max_age":"1m","statuses":["1xx"]}}]"#),
+                "rules[0].serve[0].stale.statuses",
+            ),
             (r#"{"cache":{"max_bytes":10}}"#, "cache.max_bytes"),
             (
                 r#"{"cache":{"max_bytes":2048,"max_body_bytes":4096}}"#,

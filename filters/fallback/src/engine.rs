@@ -4,15 +4,20 @@
 //! a fake host.
 
 use crate::cache::{
-    keep_for_ms, keep_header, parse_cache_control, storable_request, storable_response, Cache,
+    keep_header, parse_cache_control, storable_request, storable_response, upstream_keep_ms, Cache,
     CacheKey, Entry, StoreError,
 };
 use crate::config::{FallbackConfig, Rule, Source};
 use breakwater_common::host::{bump, Host, Level, MetricId, MetricKind};
 use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
+use std::cell::Cell;
+use std::rc::Rc;
 
 /// Per worker, how many recently stored keys are remembered to skip re-storing them.
 const RECENT_STORES: usize = 1024;
+/// Per worker, how many responses may be collected for the cache at once (each holds up to
+/// `cache.max_body_bytes`).
+pub const MAX_CAPTURES_IN_FLIGHT: u32 = 16;
 
 /// Why a response was replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +81,49 @@ pub enum OnResponse {
 pub struct Capture {
     status: u16,
     headers: Vec<(Vec<u8>, Vec<u8>)>,
-    keep_ms: u64,
+    upstream_keep_ms: Option<u64>,
+    /// The upstream's `Age`: the response was already this old.
+    age_ms: u64,
     body: Vec<u8>,
     limit: usize,
     abandoned: bool,
+    _slot: CaptureSlot,
 }
+
+/// Counts the worker's captures in flight while it lives.
+#[derive(Debug)]
+struct CaptureSlot(Rc<Cell<u32>>);
+
+impl CaptureSlot {
+    fn take(count: &Rc<Cell<u32>>) -> Option<CaptureSlot> {
+        (count.get() < MAX_CAPTURES_IN_FLIGHT).then(|| {
+            count.set(count.get() + 1);
+            CaptureSlot(Rc::clone(count))
+        })
+    }
+}
+
+impl Clone for CaptureSlot {
+    fn clone(&self) -> Self {
+        self.0.set(self.0.get() + 1);
+        CaptureSlot(Rc::clone(&self.0))
+    }
+}
+
+impl Drop for CaptureSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+// Two captures are equal whatever their slots (tests compare captures).
+impl PartialEq for CaptureSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CaptureSlot {}
 
 impl Capture {
     /// Appends a body chunk; past `cache.max_body_bytes` the capture is abandoned.
@@ -127,10 +170,12 @@ pub enum Step<'a> {
     Exhausted,
 }
 
-/// Per-worker memory of recent stores, to store a key at most once per interval.
+/// Per-worker memory of recent stores (to store a key at most once per interval) and of the
+/// captures in flight.
 #[derive(Default)]
 pub struct WorkerState {
     recent: Vec<(u64, u64)>,
+    captures: Rc<Cell<u32>>,
 }
 
 struct RuleMetrics {
@@ -234,11 +279,17 @@ impl Engine {
             let method = attrs.get(Attribute::Method).unwrap_or_default().to_vec();
             let authority = attrs.get(Attribute::Authority).unwrap_or_default().to_vec();
             let path = attrs.get(Attribute::Path).unwrap_or_default().to_vec();
-            let vary: Vec<(&str, Option<Vec<u8>>)> = stale
+            let mut vary: Vec<(&str, Option<Vec<u8>>)> = stale
                 .vary
                 .iter()
                 .map(|name| (name.as_str(), attrs.header(name)))
                 .collect();
+            if stale.allow_credentials {
+                // Responses to credentialed requests belong to their user: key them by it.
+                for name in ["authorization", "cookie"] {
+                    vary.push((name, attrs.header(name)));
+                }
+            }
             let has_credentials = !stale.allow_credentials
                 && (attrs.header("authorization").is_some() || attrs.header("cookie").is_some());
             plan.storable_request = storable_request(&method, has_credentials, stale).is_ok();
@@ -296,21 +347,33 @@ impl Engine {
         {
             return OnResponse::Pass;
         }
+        let Some(slot) = CaptureSlot::take(&worker.captures) else {
+            return OnResponse::Pass;
+        };
+        // Counted from now: concurrent responses for a hot URL, or one too large to keep, are
+        // collected at most once per interval.
+        remember_store(&mut worker.recent, key.hash, now);
         // Only now, for a response worth keeping, fetch every header (one host call).
         let headers = all_headers();
-        let header = |name: &[u8]| {
-            headers
+        let joined = |name: &[u8]| {
+            let values: Vec<&[u8]> = headers
                 .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_slice())
+                .collect();
+            (!values.is_empty()).then(|| values.join(&b","[..]))
         };
-        let directives = header(b"cache-control")
-            .map(parse_cache_control)
+        let directives = joined(b"cache-control")
+            .map(|v| parse_cache_control(&v))
             .unwrap_or_default();
-        let sets_cookie = header(b"set-cookie").is_some();
-        if storable_response(status, directives, sets_cookie, stale).is_err() {
+        let sets_cookie = joined(b"set-cookie").is_some();
+        let vary = joined(b"vary");
+        if storable_response(status, directives, sets_cookie, vary.as_deref(), stale).is_err() {
             return OnResponse::Pass;
         }
+        let age_ms = joined(b"age")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok())
+            .map_or(0, |secs| secs.saturating_mul(1000));
         let kept = headers
             .into_iter()
             .filter(|(n, _)| keep_header(n))
@@ -318,21 +381,29 @@ impl Engine {
         OnResponse::Capture(Capture {
             status: u16::try_from(status).unwrap_or(200),
             headers: kept,
-            keep_ms: keep_for_ms(directives, stale),
+            upstream_keep_ms: upstream_keep_ms(directives),
+            age_ms,
             body: Vec::new(),
             limit: self.cache.limits.max_body_bytes as usize,
             abandoned: false,
+            _slot: slot,
         })
     }
 
+    /// Creates the shared cache's index before traffic.
+    pub fn prepare<H: Host + ?Sized>(&self, host: &H) {
+        if self.rules.iter().any(|(r, _)| r.stale().is_some()) {
+            self.cache.prepare(host);
+        }
+    }
+
+    /// The largest fallback-service answer accepted; larger ones count as failures.
+    pub fn max_service_body(&self) -> usize {
+        self.cache.limits.max_body_bytes as usize
+    }
+
     /// Stores a completely received response.
-    pub fn store<H: Host + ?Sized>(
-        &self,
-        host: &H,
-        worker: &mut WorkerState,
-        plan: &Plan,
-        capture: Capture,
-    ) -> bool {
+    pub fn store<H: Host + ?Sized>(&self, host: &H, plan: &Plan, capture: Capture) -> bool {
         let (Some((_, metrics)), Some(key)) = (self.rules.get(plan.rule), &plan.key) else {
             return false;
         };
@@ -342,13 +413,14 @@ impl Engine {
         let now = host.now_ms();
         let entry = Entry {
             key: key.text.clone(),
-            stored_ms: now,
-            keep_ms: capture.keep_ms,
+            hash: key.hash,
+            stored_ms: now.saturating_sub(capture.age_ms),
+            upstream_keep_ms: capture.upstream_keep_ms,
             status: capture.status,
             headers: capture.headers,
             body: capture.body,
         };
-        match self.cache.store(host, key.hash, &entry) {
+        match self.cache.store(host, &entry) {
             Ok(report) => {
                 bump(host, metrics.cache_stores);
                 if report.evicted > 0 {
@@ -362,7 +434,6 @@ impl Engine {
                 if let Some(id) = self.cache_metrics.bytes {
                     host.set_gauge(id, report.bytes);
                 }
-                remember_store(&mut worker.recent, key.hash, now);
                 true
             }
             Err(StoreError::TooLarge) => false,
@@ -399,11 +470,11 @@ impl Engine {
                         None,
                     ));
                 }
-                Source::Stale(_) => {
+                Source::Stale(stale) => {
                     let Some(key) = &plan.key else { continue };
                     let now = host.now_ms();
                     let found = self.cache.lookup(host, key).and_then(|entry| {
-                        let age = entry.age_if_servable(now)?;
+                        let age = entry.age_if_servable(now, stale.max_age_ms)?;
                         Some((entry, age))
                     });
                     match found {

@@ -102,8 +102,7 @@ impl Setup {
             OnResponse::Capture(capture) => {
                 let mut capture = capture.clone();
                 capture.push(body);
-                self.engine
-                    .store(&self.host, &mut self.workers[worker], &plan, capture);
+                self.engine.store(&self.host, &plan, capture);
                 (decision, None)
             }
             OnResponse::Fallback(_) => {
@@ -191,6 +190,7 @@ fn the_last_good_response_is_served_stale_by_any_worker() {
         .header("etag", "\"v1\"")
         .header("set-cookie-not", "x");
     let (decision, _) = s.respond(0, &req, &good, br#"["fresh"]"#);
+    s.engine.prepare(&s.host);
     assert!(matches!(decision, OnResponse::Capture(_)));
     assert_eq!(s.metric("popular.cache.stores"), 1);
     assert_eq!(s.metric("cache.entries"), 1);
@@ -287,18 +287,30 @@ fn responses_that_must_not_be_kept_are_not() {
 }
 
 #[test]
-fn credentials_can_be_allowed_per_rule() {
+fn credentials_can_be_allowed_per_rule_but_responses_stay_per_user() {
     let mut s = setup(
-        r#"{"rules":[{"name":"r","serve":[{"stale":{"max_age":"1m","allow_credentials":true}}]}]}"#,
+        r#"{"rules":[{"name":"r","serve":[{"stale":{"max_age":"1m","allow_credentials":true}},{"static":{"body":"none"}}]}]}"#,
     );
-    let req = FakeRequest::get("/me").header("authorization", b"Bearer x");
+    let alice = FakeRequest::get("/me").header("authorization", b"Bearer alice");
+    let bob = FakeRequest::get("/me").header("authorization", b"Bearer bob");
+    let anonymous = FakeRequest::get("/me");
     assert!(matches!(
-        s.respond(0, &req, &Response::status(200), b"mine").0,
+        s.respond(0, &alice, &Response::status(200), b"alice's page")
+            .0,
         OnResponse::Capture(_)
     ));
-    assert!(
-        !req.reads.borrow().contains(&"authorization".to_string()),
-        "not even read"
+    assert_eq!(
+        reply(s.respond(1, &alice, &Response::status(500), b"").1).body,
+        b"alice's page"
+    );
+    // Another user, or nobody, never gets alice's stored page.
+    assert_eq!(
+        reply(s.respond(1, &bob, &Response::status(500), b"").1).body,
+        b"none"
+    );
+    assert_eq!(
+        reply(s.respond(1, &anonymous, &Response::status(500), b"").1).body,
+        b"none"
     );
 }
 
@@ -309,9 +321,47 @@ fn large_bodies_are_abandoned() {
     );
     let req = FakeRequest::get("/big");
     s.respond(0, &req, &Response::status(200), &[b'x'; 11]);
-    assert!(s.host.store.keys().is_empty());
+    assert_eq!(s.metric("r.cache.stores"), 0);
+    // Too large once: not even collected again within the store interval.
+    assert_eq!(
+        s.respond(0, &req, &Response::status(200), &[b'x'; 10]).0,
+        OnResponse::Pass
+    );
+    s.host.advance(1000);
     s.respond(0, &req, &Response::status(200), &[b'x'; 10]);
     assert_eq!(s.metric("r.cache.stores"), 1);
+}
+
+#[test]
+fn captures_in_flight_are_bounded_per_worker() {
+    let mut s = setup(r#"{"rules":[{"name":"r","serve":[{"stale":{"max_age":"1m"}}]}]}"#);
+    let mut held = Vec::new();
+    for i in 0..MAX_CAPTURES_IN_FLIGHT + 3 {
+        let req = FakeRequest::get(&format!("/{i}"));
+        let mut plan = s.engine.on_request(&req).unwrap();
+        let response = Response::status(200);
+        let decision =
+            s.engine
+                .on_response_headers(&s.host, &mut s.workers[0], &mut plan, &response, || {
+                    response.all_headers()
+                });
+        held.push(decision);
+    }
+    let captured = held
+        .iter()
+        .filter(|d| matches!(d, OnResponse::Capture(_)))
+        .count();
+    assert_eq!(captured, MAX_CAPTURES_IN_FLIGHT as usize);
+    // Finished captures free their slots.
+    held.clear();
+    let mut plan = s.engine.on_request(&FakeRequest::get("/later")).unwrap();
+    let response = Response::status(200);
+    let decision =
+        s.engine
+            .on_response_headers(&s.host, &mut s.workers[0], &mut plan, &response, || {
+                response.all_headers()
+            });
+    assert!(matches!(decision, OnResponse::Capture(_)));
 }
 
 #[test]
@@ -514,4 +564,50 @@ fn evictions_and_cache_gauges_are_reported() {
     assert_eq!(s.metric("cache.evictions"), 1);
     assert_eq!(s.metric("cache.entries"), 2);
     assert!(s.metric("cache.bytes") > 0);
+}
+
+#[test]
+fn responses_varying_on_unkeyed_headers_are_not_kept() {
+    let mut s = setup(STALE_THEN_STATIC);
+    let gzip = Response::status(200)
+        .header("content-encoding", "gzip")
+        .header("vary", "Accept-Encoding");
+    assert_eq!(
+        s.respond(0, &FakeRequest::get("/rec"), &gzip, b"\x1f\x8b")
+            .0,
+        OnResponse::Pass
+    );
+    assert!(s.host.store.keys().is_empty());
+}
+
+#[test]
+fn upstream_age_and_a_lowered_max_age_apply() {
+    let mut s = setup(STALE_THEN_STATIC);
+    let req = FakeRequest::get("/rec");
+    // An upstream cache says the response is already 9 minutes old.
+    s.respond(0, &req, &Response::status(200).header("age", "540"), b"old");
+    s.host.advance(60_000);
+    let r = reply(s.respond(0, &req, &Response::status(500), b"").1);
+    assert_eq!((r.source, header(&r, "age")), ("stale", Some("600")));
+    s.host.advance(1);
+    assert_eq!(source_for_failure(&mut s, &req), "static");
+    // A config update lowering max_age applies to entries already stored.
+    let req2 = FakeRequest::get("/rec/2");
+    s.respond(0, &req2, &Response::status(200), b"x");
+    s.host.advance(1001);
+    assert_eq!(
+        source_for_failure(&mut s, &req2),
+        "stale",
+        "10m under the old config"
+    );
+    let lowered = setup(
+        r#"{"rules":[{"name":"popular","match":{"path_prefix":"/rec"},
+        "serve":[{"stale":{"max_age":"1s"}},{"static":{"body":"static"}}]}]}"#,
+    );
+    let mut s2 = Setup {
+        host: s.host,
+        engine: lowered.engine,
+        workers: lowered.workers,
+    };
+    assert_eq!(source_for_failure(&mut s2, &req2), "static");
 }
