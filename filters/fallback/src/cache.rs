@@ -415,17 +415,14 @@ impl Index {
 
     /// The lowest slot number no entry uses (there is one: entries < max_entries here).
     fn free_slot(&self, max_entries: u32) -> u32 {
-        let mut used: Vec<u32> = self.entries.iter().map(|e| e.slot).collect();
-        used.sort_unstable();
-        let mut candidate = 0u32;
-        for slot in used {
-            if slot == candidate {
-                candidate += 1;
-            } else if slot > candidate {
-                break;
+        let mut used = vec![false; max_entries.max(1) as usize];
+        for e in &self.entries {
+            if let Some(flag) = used.get_mut(e.slot as usize) {
+                *flag = true;
             }
         }
-        candidate.min(max_entries.saturating_sub(1))
+        let free = used.iter().position(|u| !u).unwrap_or(0);
+        u32::try_from(free).unwrap_or(0)
     }
 }
 
