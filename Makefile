@@ -19,14 +19,14 @@ ENVOY_BIN := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
 # Module size bar, in bytes (150 KiB), checked on every build.
 MAX_WASM_BYTES := 153600
-FILTERS := circuit_breaker fallback
+FILTERS := circuit_breaker fallback log_enrichment
 WASMS := $(FILTERS:%=dist/%.wasm)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find filters -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 # wasm-bindgen-test-runner must match the wasm-bindgen in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/version = |"/, ""); print }' Cargo.lock)
 WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
 
-.PHONY: help build envoy demo run test unit-test wasm-test e2e lint size clean
+.PHONY: help build envoy demo run test unit-test wasm-test e2e bench lint size clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
@@ -83,6 +83,10 @@ wasm-test: $(TOOLS)/.target-wasm32-unknown-unknown $(WASM_BINDGEN_RUNNER) ## the
 
 e2e: build envoy ## end-to-end tests against a real Envoy (2 workers) and a real upstream
 	ENVOY=$(ENVOY_BIN) $(PYTHON) -m pytest -q tests/harness_selftest tests/e2e
+
+bench: build envoy ## benchmarks, not part of `make test`: what redaction costs, natively and in Envoy
+	cargo bench --locked -p log-enrichment --bench redaction
+	ENVOY=$(ENVOY_BIN) $(PYTHON) -m bench.log_enrichment
 
 lint: $(TOOLS)/.target-wasm32-wasip1 $(TOOLS)/.target-wasm32-unknown-unknown ## rustfmt and clippy (native and wasm32), warnings are errors
 	cargo fmt --all --check

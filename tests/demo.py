@@ -1,15 +1,18 @@
 """`make demo`: a narrated resilience scenario against a real Envoy.
 
 Starts the demo upstream on :8081 and Envoy with envoy/demo.yaml (listener :10000, admin :9901,
-two worker threads; the fallback filter in front of the circuit breaker), then walks through:
-healthy traffic → the upstream fails and clients get the last good answer → the breaker opens
-and the upstream is spared, still with the last good answer → that answer gets too old and the
-static "most popular" list takes over → the upstream recovers, probes succeed, the breaker
-closes. Everything it starts is stopped on exit, on Ctrl-C and on failure.
+two worker threads; log enrichment, then the fallback filter in front of the circuit breaker),
+then walks through: healthy traffic → the upstream fails and clients get the last good answer →
+the breaker opens and the upstream is spared, still with the last good answer → that answer gets
+too old and the static "most popular" list takes over → the upstream recovers, probes succeed,
+the breaker closes → a request full of personal data, and the redacted access-log line it left.
+Each request's access-log record is shown in short under it. Everything it starts is stopped on
+exit, on Ctrl-C and on failure.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -43,6 +46,7 @@ class Demo:
         self.envoy = envoy
         self.upstream = upstream
         self.log_lines_seen = 0
+        self.records_seen = 0
 
     def get(self, label: str = ""):
         """One request through Envoy, printed as a newcomer would want to see it."""
@@ -53,7 +57,20 @@ class Demo:
         body = response.body.decode(errors="replace")
         say(f"  GET {URL_PATH} → {response.status}  {', '.join(extra):38} {DIM}{body[:60]}{RESET} {label}")
         self.show_transitions()
+        for record in self.new_records():
+            say(f"    {DIM}access log: {summary(record)}{RESET}")
         return response
+
+    def new_records(self, wait_for: int = 1) -> list[dict]:
+        """Access-log records (JSON lines on Envoy's stdout) that appeared since the last call."""
+        deadline = time.monotonic() + 2
+        while True:
+            lines = [line for line in self.envoy.log_text().splitlines() if line.startswith('{"timestamp"')]
+            if len(lines) - self.records_seen >= wait_for or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        new, self.records_seen = lines[self.records_seen :], len(lines)
+        return [json.loads(line) for line in new]
 
     def stats(self, prefix: str) -> dict[str, int]:
         return {name.removeprefix(prefix): value for name, value in self.envoy.stats("^" + re.escape(prefix)).items()}
@@ -78,13 +95,28 @@ class Demo:
         self.log_lines_seen = len(lines)
 
 
+def summary(record: dict) -> str:
+    """The record's resilience story in one short line."""
+    parts = [f"status={record.get('http.response.status_code')}"]
+    if "breakwater.breaker.decision" in record:
+        parts.append(f"breaker={record['breakwater.breaker.decision']}/{record['breakwater.breaker.state']}")
+    if "breakwater.fallback" in record:
+        parts.append(f"fallback={record['breakwater.fallback']}")
+    if "envoy.response_flags" in record:
+        parts.append(f"flags={record['envoy.response_flags']}")
+    parts.append(f"correlation.id={record.get('correlation.id', '-')[:8]}…")
+    parts.append(f"{record.get('duration_ms')} ms")
+    return " ".join(parts)
+
+
 def run() -> None:
     say(f"{BOLD}breakwater — demo{RESET}")
     say("Envoy (2 worker threads) runs envoy/demo.yaml. For GET /recommendations*:")
     say("  • the fallback filter replaces failures with the last good answer (up to 8 s old),")
     say("    else with a static \"most popular\" list;")
     say("  • the circuit breaker opens after 5 consecutive failures, stays open 3 s (doubling,")
-    say("    ±10 % jitter), then lets 2 probe requests through.")
+    say("    ±10 % jitter), then lets 2 probe requests through;")
+    say("  • log enrichment writes one redacted JSON access-log line per request (shown in short).")
     with Upstream(port=UPSTREAM_PORT) as upstream, Envoy(CONFIG, component_log_level="wasm:info") as envoy:
         demo = Demo(envoy, upstream)
         say(f"Started the demo upstream on :{UPSTREAM_PORT} and Envoy on :{envoy.port} (admin {envoy.admin_url}).")
@@ -133,6 +165,21 @@ def run() -> None:
         for _ in range(3):
             demo.get()
         demo.show_state()
+
+        step("7. A request full of personal data, and the access-log line it leaves")
+        pii_path = "/recommendations/top?email=ola.nordmann%40example.no&fnr=01010012356&token=s3cret"
+        say(f"  GET {pii_path}")
+        say("      Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln   x-tenant-id: card 4111 1111 1111 1111")
+        demo.new_records(wait_for=0)
+        request(envoy.url(pii_path), headers={
+            "authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+            "x-tenant-id": "card 4111 1111 1111 1111", "user-agent": "demo/1.0"})  # fmt: skip
+        (record,) = demo.new_records()
+        say("  The whole record (Envoy's stdout access log, one line; indented here):")
+        for line in json.dumps(record, indent=2, ensure_ascii=False).splitlines():
+            say(f"  {DIM}{line}{RESET}")
+        say("  The e-mail, the national id, the token and the card number are gone; Authorization is")
+        say("  never logged; the client address is cut to its /24. The request itself went on unchanged.")
 
         say()
         say("Prometheus view (admin /stats/prometheus, breaker name as a label):")

@@ -1,7 +1,7 @@
 """`make run`: the demo upstream on :8081 and Envoy with envoy/demo.yaml in the foreground.
 
-Envoy's output (including one access-log line per request with the breaker's decision) goes to
-the terminal; Ctrl-C stops both.
+Envoy's output (including one redacted JSON access-log line per request, with the breaker's and
+the fallback's decisions) goes to the terminal; Ctrl-C stops both.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ breakwater demo is running: Envoy on :10000 (admin :9901), demo upstream on :808
   for i in $(seq 6); do curl -s -o /dev/null -w '%{http_code} ' localhost:10000/recommendations; done
   curl -s localhost:9901/stats | grep breakwater                    # breaker state: 0 closed, 1 open, 2 half-open
   curl -s localhost:9901/stats/prometheus | grep breakwater
+  curl -s 'localhost:10000/recommendations?email=ola%40example.no&fnr=01010012356' -H 'x-tenant-id: 4111 1111 1111 1111'
+                                                                    # then read its access-log line: nothing personal in it
 
 Ctrl-C stops Envoy and the upstream.
 """

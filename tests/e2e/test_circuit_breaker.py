@@ -476,7 +476,7 @@ def test_module_is_at_most_150_kib():
     assert dist_module("circuit_breaker").stat().st_size <= 150 * 1024
 
 
-@pytest.mark.parametrize("config", ["envoy/demo.yaml", "envoy/circuit-breaker.yaml", "envoy/fallback.yaml", "envoy/fallback-redis.yaml"])
+@pytest.mark.parametrize("config", ["envoy/demo.yaml", "envoy/circuit-breaker.yaml", "envoy/fallback.yaml", "envoy/fallback-redis.yaml", "envoy/log-enrichment.yaml"])
 def test_shipped_envoy_configs_validate(config):
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", config, "--use-dynamic-base-id"],
@@ -493,7 +493,7 @@ def test_the_demo_runs_from_start_to_finish():
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout
     steps = re.split(r"── \d\. ", output)
-    assert len(steps) == 7, output
+    assert len(steps) == 8, output
     assert steps[2].count("x-breakwater-fallback: stale") == 5, "failures answered with the last good answer"
     assert '"recommendations": closed -> open' in steps[2]
     assert "The upstream received 0 of those 4 requests." in steps[3]
@@ -501,6 +501,13 @@ def test_the_demo_runs_from_start_to_finish():
     assert "x-breakwater-fallback: static" in steps[4], "too old for stale: the static list"
     assert '"recommendations": half_open -> closed' in steps[5]
     assert "breaker: closed" in steps[6] and "fresh-pick-1" in steps[6]
+    # Every request's access-log record, and the redacted record of the request with personal data.
+    assert steps[3].count("access log: status=200 breaker=rejected/open fallback=stale") == 4
+    record = steps[7].split("indented here):", 1)[1]
+    assert '"url.query": "email=[REDACTED:email]&fnr=[REDACTED:no_national_id]&token=[REDACTED:query_param]"' in record
+    assert '"card [REDACTED:payment_card]"' in record and '"k8s.namespace.name": "shop"' in record
+    for secret in ["ola.nordmann", "01010012356", "s3cret", "4111 1111", "eyJhbGciOiJIUzI1NiJ9"]:
+        assert secret not in record, secret
 
 
 # --- configuration updates (LDS from a file, as a control plane would push them) ------------------

@@ -19,6 +19,8 @@ from .config import (
     dist_module,
     envoy_config,
     fallback_filter,
+    log_filter,
+    record_access_log,
     static_cluster,
     wasm_filter,
 )
@@ -39,6 +41,8 @@ __all__ = [
     "dist_module",
     "envoy_config",
     "fallback_filter",
+    "log_filter",
+    "record_access_log",
     "parse_access_log_line",
     "read_access_log",
     "request",

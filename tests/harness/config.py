@@ -96,6 +96,8 @@ def envoy_config(
     routes: Sequence[Route] | None = None,
     listener_name: str = "main",
     stats_tags: Mapping[str, str] | None = None,
+    access_logs: Sequence[dict] = (),
+    node: dict | None = None,
 ) -> dict:
     """A complete static bootstrap: one HTTP listener routing to cluster "upstream".
 
@@ -104,6 +106,7 @@ def envoy_config(
     `http_filters` run in the given order; the router is appended last. `routes` defaults to a
     single catch-all route named "default". `stats_tags` maps a tag name to a regex whose first
     capture group is the tag value (Envoy's TagSpecifier), for Prometheus-label tests.
+    `access_logs` are extra access loggers; `node` is the bootstrap's node (id, cluster, metadata).
     """
     routes = routes if routes is not None else [Route(name="default", prefix="/")]
     hcm = {
@@ -125,6 +128,8 @@ def envoy_config(
     }
     if access_log_path is not None:
         hcm["access_log"] = [file_access_log(access_log_path, access_log_format or DEFAULT_ACCESS_LOG_FORMAT)]
+    if access_logs:
+        hcm["access_log"] = [*hcm.get("access_log", []), *access_logs]
 
     config = {
         "admin": {"address": socket_address(0)},
@@ -148,6 +153,8 @@ def envoy_config(
             "clusters": [static_cluster("upstream", upstream_port), *extra_clusters],
         },
     }
+    if node is not None:
+        config["node"] = node
     if stats_tags:
         config["stats_config"] = {
             "stats_tags": [{"tag_name": name, "regex": regex} for name, regex in stats_tags.items()]
@@ -198,6 +205,39 @@ def wasm_filter(
             "config": plugin_config,
         },
     }
+
+
+def record_access_log(path: str, json_format: dict | None = None) -> dict:
+    """A file access log of log-enrichment records, one JSON line per request that the filter
+    kept: the whole record (`wasm.breakwater_log`), or `json_format` built from per-field keys.
+    The CEL filter skips requests sampling dropped (they have no record)."""
+    log_format = (
+        {"json_format": json_format, "omit_empty_values": True}
+        if json_format is not None
+        else {"text_format_source": {"inline_string": "%FILTER_STATE(wasm.breakwater_log:PLAIN)%\n"}}
+    )
+    return {
+        "name": "envoy.access_loggers.file",
+        "filter": {
+            "extension_filter": {
+                "name": "envoy.access_loggers.extension_filters.cel",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                    "expression": "'wasm.breakwater_log' in filter_state",
+                },
+            }
+        },
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": log_format,
+        },
+    }
+
+
+def log_filter(configuration: dict) -> dict:
+    """breakwater's log-enrichment filter (dist/log_enrichment.wasm)."""
+    return wasm_filter("log-enrichment", str(dist_module("log_enrichment")), configuration)
 
 
 def breaker_filter(breakers: list[dict]) -> dict:

@@ -114,6 +114,8 @@ class Upstream:
         self._mode = Mode("ok")
         self._noise_seen = 0
         self._paths: collections.Counter[str] = collections.Counter()
+        # (path, headers) of the latest requests, for tests of what a filter sent upstream.
+        self._recent: collections.deque[tuple[str, dict[str, str]]] = collections.deque(maxlen=200)
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._connections: dict[socket.socket, bool] = {}  # socket -> idle (waiting for a request)
@@ -191,6 +193,12 @@ class Upstream:
     def reset_counts(self) -> None:
         with self._lock:
             self._paths.clear()
+            self._recent.clear()
+
+    def received_headers(self, path_prefix: str = "/") -> list[dict[str, str]]:
+        """Headers (names lower case) of the latest requests under `path_prefix`, oldest first."""
+        with self._lock:
+            return [dict(h) for path, h in self._recent if path.startswith(path_prefix)]
 
     def wait_for_count(self, n: int, timeout: float = 5.0, path_prefix: str | None = None) -> int:
         """Block until at least n requests arrived; raise TimeoutError otherwise."""
@@ -292,6 +300,7 @@ class Upstream:
         noise_failure = False
         with self._count_changed:
             self._paths[request.path] += 1
+            self._recent.append((request.path, headers))
             self._count_changed.notify_all()
             mode = self._mode
             if mode.name == "noise":

@@ -34,6 +34,10 @@ pub trait Stream {
     fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
         Action::Continue
     }
+    /// A request body chunk of `body_size` bytes (exported with the `request-body` feature).
+    fn on_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
     /// A response body chunk of `body_size` bytes (exported with the `response-body` feature).
     fn on_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
         Action::Continue
@@ -228,6 +232,18 @@ pub extern "C" fn proxy_on_response_headers(
 ) -> u32 {
     stream_call(context_id, Action::Continue, |s| {
         s.on_response_headers(end_of_stream != 0)
+    }) as u32
+}
+
+#[cfg(feature = "request-body")]
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: u32,
+) -> u32 {
+    stream_call(context_id, Action::Continue, |s| {
+        s.on_request_body(body_size, end_of_stream != 0)
     }) as u32
 }
 

@@ -38,10 +38,16 @@ pub enum MetricType {
 const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
 const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
 const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const STREAM_HTTP_RESPONSE: u32 = 1;
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn random_get(buffer: *mut u8, length: usize) -> u16;
+}
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -97,6 +103,14 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -187,6 +201,11 @@ pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
     buffer(BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
 }
 
+/// Up to `size` bytes of the request body chunk Envoy just handed to `on_request_body`.
+pub fn request_body(size: usize) -> Result<Vec<u8>, Status> {
+    buffer(BUFFER_HTTP_REQUEST_BODY, 0, size)
+}
+
 /// The response body chunk Envoy just handed to `on_response_body` (`size` bytes).
 pub fn response_body(size: usize) -> Result<Vec<u8>, Status> {
     buffer(BUFFER_HTTP_RESPONSE_BODY, 0, size)
@@ -205,6 +224,12 @@ fn header_pairs(map: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
         return Vec::new();
     }
     crate::pairs::deserialize(&unsafe { take_buffer(data, size) })
+}
+
+/// All request headers (one host call; the single-value getter returns only the first of a
+/// repeated header).
+pub fn request_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    header_pairs(MAP_HTTP_REQUEST_HEADERS)
 }
 
 /// All response headers (one host call; use only where every header is needed).
@@ -271,6 +296,37 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
 /// A response header as raw bytes.
 pub fn response_header(name: &str) -> Option<Vec<u8>> {
     header_value(MAP_HTTP_RESPONSE_HEADERS, name)
+}
+
+fn replace_header(map: u32, name: &str, value: &[u8]) -> Result<(), Status> {
+    check(unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// Sets a request header (replacing every value it had), before the request goes upstream.
+pub fn replace_request_header(name: &str, value: &[u8]) -> Result<(), Status> {
+    replace_header(MAP_HTTP_REQUEST_HEADERS, name, value)
+}
+
+/// Sets a response header (replacing every value it had), before the response goes downstream.
+pub fn replace_response_header(name: &str, value: &[u8]) -> Result<(), Status> {
+    replace_header(MAP_HTTP_RESPONSE_HEADERS, name, value)
+}
+
+/// Removes every value of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    check(unsafe {
+        proxy_remove_header_map_value(MAP_HTTP_REQUEST_HEADERS, name.as_ptr(), name.len())
+    })
+}
+
+/// Fills `buffer` from the host's random source (WASI `random_get`; Envoy implements it).
+pub fn random_bytes(buffer: &mut [u8]) -> Result<(), Status> {
+    match unsafe { random_get(buffer.as_mut_ptr(), buffer.len()) } {
+        0 => Ok(()),
+        errno => Err(Status(u32::from(errno))),
+    }
 }
 
 fn property_path(path: &[&str]) -> Vec<u8> {

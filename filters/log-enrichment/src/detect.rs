@@ -1,0 +1,760 @@
+//! Detectors of personal data and secrets in logged text. They validate rather than just
+//! pattern-match: a card number must pass Luhn and belong to a card scheme, an IBAN its
+//! country's length and mod-97, a Norwegian national identity number a real date and both
+//! mod-11 control digits. Numbers that fail (timestamps, order ids) are left alone.
+//!
+//! Each detector scans the whole text once and reports byte spans; [`find_all`] merges them.
+
+/// The detectors, by their configuration names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detector {
+    Email,
+    PaymentCard,
+    Iban,
+    NoNationalId,
+    Ipv4,
+    Ipv6,
+    Jwt,
+    Bearer,
+}
+
+pub const ALL: [Detector; 8] = [
+    Detector::Email,
+    Detector::PaymentCard,
+    Detector::Iban,
+    Detector::NoNationalId,
+    Detector::Ipv4,
+    Detector::Ipv6,
+    Detector::Jwt,
+    Detector::Bearer,
+];
+
+impl Detector {
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::Email => "email",
+            Detector::PaymentCard => "payment_card",
+            Detector::Iban => "iban",
+            Detector::NoNationalId => "no_national_id",
+            Detector::Ipv4 => "ipv4",
+            Detector::Ipv6 => "ipv6",
+            Detector::Jwt => "jwt",
+            Detector::Bearer => "bearer",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Detector> {
+        ALL.iter().copied().find(|d| d.name() == name)
+    }
+
+    fn scan(self, text: &[u8], out: &mut Vec<Span>) {
+        match self {
+            Detector::Email => scan_emails(text, out),
+            Detector::PaymentCard => scan_digit_groups(text, out, Detector::PaymentCard),
+            Detector::Iban => scan_ibans(text, out),
+            Detector::NoNationalId => scan_digit_groups(text, out, Detector::NoNationalId),
+            Detector::Ipv4 => scan_ipv4(text, out),
+            Detector::Ipv6 => scan_ipv6(text, out),
+            Detector::Jwt => scan_jwts(text, out),
+            Detector::Bearer => scan_bearer(text, out),
+        }
+    }
+}
+
+/// A detected value: bytes `start..end` of the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub detector: Detector,
+}
+
+/// All detections of the enabled detectors, sorted, without overlaps (an earlier or longer
+/// span wins).
+pub fn find_all(text: &[u8], detectors: &[Detector]) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let traits = Traits::of(text);
+    for d in detectors {
+        if traits.may_contain(*d) {
+            d.scan(text, &mut spans);
+        }
+    }
+    if spans.len() < 2 {
+        return spans;
+    }
+    spans.sort_unstable_by_key(|s| (s.start, usize::MAX - s.end));
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+    for span in spans {
+        match merged.last() {
+            Some(last) if span.start < last.end => {}
+            _ => merged.push(span),
+        }
+    }
+    merged
+}
+
+/// What one pass over the text tells about which detectors can possibly match, so most values
+/// (a user agent, a plain path) skip most scans.
+struct Traits {
+    digits: usize,
+    at_signs: bool,
+    dots: bool,
+    colons: usize,
+    upper: bool,
+    b_letters: bool,
+}
+
+impl Traits {
+    fn of(text: &[u8]) -> Traits {
+        let mut t = Traits {
+            digits: 0,
+            at_signs: false,
+            dots: false,
+            colons: 0,
+            upper: false,
+            b_letters: false,
+        };
+        for &b in text {
+            match b {
+                b'0'..=b'9' => t.digits += 1,
+                b'@' => t.at_signs = true,
+                b'.' => t.dots = true,
+                b':' => t.colons += 1,
+                b'b' | b'B' => t.b_letters = true,
+                b'A'..=b'Z' => t.upper = true,
+                _ => {}
+            }
+        }
+        t
+    }
+
+    fn may_contain(&self, detector: Detector) -> bool {
+        match detector {
+            Detector::Email => self.at_signs,
+            Detector::PaymentCard => self.digits >= 12,
+            Detector::NoNationalId => self.digits >= 11,
+            Detector::Iban => self.upper && self.digits >= 2,
+            Detector::Ipv4 => self.dots && self.digits >= 4,
+            Detector::Ipv6 => self.colons >= 2,
+            Detector::Jwt => self.dots && self.upper, // "eyJ" and two dots
+            Detector::Bearer => self.b_letters,
+        }
+    }
+}
+
+fn at(text: &[u8], i: usize) -> u8 {
+    text.get(i).copied().unwrap_or(0)
+}
+
+fn before(text: &[u8], i: usize) -> u8 {
+    i.checked_sub(1).map_or(0, |j| at(text, j))
+}
+
+// --- e-mail --------------------------------------------------------------------------------------
+
+fn is_local_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._%+-".contains(&b)
+}
+
+fn is_domain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+}
+
+fn scan_emails(text: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i < text.len() {
+        if at(text, i) != b'@' {
+            i += 1;
+            continue;
+        }
+        let mut start = i;
+        while start > 0 && is_local_byte(before(text, start)) {
+            start -= 1;
+        }
+        let mut end = i + 1;
+        while end < text.len() && is_domain_byte(at(text, end)) {
+            end += 1;
+        }
+        // A domain ends on a letter run of at least two after its last dot.
+        while end > i + 1 && !at(text, end - 1).is_ascii_alphanumeric() {
+            end -= 1;
+        }
+        let domain = text.get(i + 1..end).unwrap_or_default();
+        let tld_ok = domain.iter().rposition(|b| *b == b'.').is_some_and(|dot| {
+            let tld = domain.get(dot + 1..).unwrap_or_default();
+            tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) && dot > 0
+        });
+        if start < i && tld_ok {
+            out.push(Span {
+                start,
+                end,
+                detector: Detector::Email,
+            });
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+// --- digit groups: payment cards and Norwegian national identity numbers -------------------------
+
+/// Finds runs of digits, allowing single spaces or dashes between digits, bounded by
+/// non-alphanumerics, and hands each run (its digits and its span) to the detector.
+fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
+    let mut i = 0;
+    while i < text.len() {
+        if !at(text, i).is_ascii_digit() || before(text, i).is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits: Vec<u8> = Vec::with_capacity(19);
+        let mut end = i;
+        while end < text.len() && digits.len() <= 24 {
+            let b = at(text, end);
+            if b.is_ascii_digit() {
+                digits.push(b - b'0');
+                end += 1;
+            } else if (b == b' ' || b == b'-') && at(text, end + 1).is_ascii_digit() {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        if at(text, end).is_ascii_alphanumeric() {
+            // Part of a longer token (an id, a hash): skip it whole.
+            while end < text.len() && at(text, end).is_ascii_alphanumeric() {
+                end += 1;
+            }
+            i = end;
+            continue;
+        }
+        let raw = text.get(start..end).unwrap_or_default();
+        let found = match detector {
+            Detector::PaymentCard => is_payment_card(&digits),
+            // A national id is 11 digits, written together or as "DDMMYY NNNNN".
+            Detector::NoNationalId => {
+                digits.len() == 11
+                    && (raw.len() == 11 || (raw.len() == 12 && at(raw, 6) == b' '))
+                    && is_norwegian_national_id(&digits)
+            }
+            _ => false,
+        };
+        if found {
+            out.push(Span {
+                start,
+                end,
+                detector,
+            });
+        }
+        i = end.max(i + 1);
+    }
+}
+
+/// Luhn checksum over digits (most significant first).
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 {
+                    doubled - 9
+                } else {
+                    doubled
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn prefix_number(digits: &[u8], n: usize) -> u32 {
+    digits
+        .iter()
+        .take(n)
+        .fold(0u32, |acc, d| acc * 10 + u32::from(*d))
+}
+
+/// A card number: a scheme's prefix and length, and a valid Luhn checksum.
+pub fn is_payment_card(digits: &[u8]) -> bool {
+    let len = digits.len();
+    if !(13..=19).contains(&len) || !luhn_valid(digits) {
+        return false;
+    }
+    let p1 = prefix_number(digits, 1);
+    let p2 = prefix_number(digits, 2);
+    let p3 = prefix_number(digits, 3);
+    let p4 = prefix_number(digits, 4);
+    let p6 = prefix_number(digits, 6);
+    match p1 {
+        4 => matches!(len, 13 | 16 | 19),              // Visa
+        2 => (2221..=2720).contains(&p4) && len == 16, // Mastercard 2-series
+        5 => {
+            ((51..=55).contains(&p2) && len == 16)                          // Mastercard
+            || (matches!(p2, 50 | 56..=59) && (12..=19).contains(&len))
+        } // Maestro
+        3 => {
+            (matches!(p2, 34 | 37) && len == 15)                            // Amex
+            || ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&len) // Diners
+            || ((3528..=3589).contains(&p4) && (16..=19).contains(&len))
+        } // JCB
+        6 => {
+            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622_126..=622_925).contains(&p6))
+            && (16..=19).contains(&len)                                      // Discover
+            || (p2 == 62 && (16..=19).contains(&len))                        // UnionPay
+            || (matches!(p2, 60 | 63 | 67 | 68 | 69) && (12..=19).contains(&len))
+        } // Maestro
+        _ => false,
+    }
+}
+
+fn is_leap(year: u32) -> bool {
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// A Norwegian national identity number (fødselsnummer), D-number (day + 40) or H-number
+/// (month + 40): 11 digits `DDMMYYIIIKK` with a real date (the individual number `III` gives
+/// the century) and both mod-11 control digits. From 2032 the first control digit may be
+/// computed with remainder 0, 1, 2 or 3 (Skatteetaten), so those are accepted too; the second
+/// control digit is unchanged, which is what makes every one-digit error fail.
+pub fn is_norwegian_national_id(digits: &[u8]) -> bool {
+    let [d1, d2, m1, m2, y1, y2, i1, i2, i3, k1, k2] = match <[u8; 11]>::try_from(digits) {
+        Ok(d) => d,
+        Err(_) => return false,
+    };
+    let num = |a: u8, b: u8| u32::from(a) * 10 + u32::from(b);
+    let mut day = num(d1, d2);
+    let mut month = num(m1, m2);
+    if day > 40 {
+        day -= 40; // D-number
+    }
+    if month > 40 {
+        month -= 40; // H-number
+    }
+    let yy = num(y1, y2);
+    let individual = u32::from(i1) * 100 + num(i2, i3);
+    let century = match individual {
+        0..=499 => 1900,
+        500..=749 if yy >= 54 => 1800,
+        500..=999 if yy <= 39 => 2000,
+        900..=999 if yy >= 40 => 1900,
+        _ => return false,
+    };
+    let year = century + yy;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return false;
+    }
+    let w1 = [3, 7, 6, 1, 8, 9, 4, 5, 2, 1];
+    let w2 = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
+    let all = [d1, d2, m1, m2, y1, y2, i1, i2, i3, k1, k2];
+    let weighted = |weights: &[u32]| -> u32 {
+        weights
+            .iter()
+            .zip(all.iter())
+            .map(|(w, d)| w * u32::from(*d))
+            .sum()
+    };
+    let first = weighted(&w1) % 11;
+    let second = weighted(&w2) % 11;
+    first <= 3 && second == 0
+}
+
+// --- IBAN ------------------------------------------------------------------------------------------
+
+/// IBAN lengths by country (SWIFT IBAN registry).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+/// An IBAN (spaces removed, upper case): the country's length and mod-97 == 1.
+pub fn is_iban(compact: &[u8]) -> bool {
+    let Some(country) = compact.get(..2) else {
+        return false;
+    };
+    let expected = IBAN_LENGTHS
+        .iter()
+        .find(|(code, _)| code.as_slice() == country)
+        .map(|(_, len)| *len);
+    if expected != Some(compact.len()) || !compact.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    // Move the first four characters to the end; letters count as 10..35.
+    let rearranged = compact.iter().skip(4).chain(compact.iter().take(4));
+    let mut remainder: u32 = 0;
+    for &c in rearranged {
+        let value = if c.is_ascii_digit() {
+            u32::from(c - b'0')
+        } else {
+            u32::from(c.to_ascii_uppercase() - b'A') + 10
+        };
+        remainder = if value >= 10 {
+            (remainder * 100 + value) % 97
+        } else {
+            (remainder * 10 + value) % 97
+        };
+    }
+    remainder == 1
+}
+
+fn scan_ibans(text: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i + 4 <= text.len() {
+        let starts = at(text, i).is_ascii_uppercase()
+            && at(text, i + 1).is_ascii_uppercase()
+            && at(text, i + 2).is_ascii_digit()
+            && at(text, i + 3).is_ascii_digit()
+            && !before(text, i).is_ascii_alphanumeric();
+        if !starts {
+            i += 1;
+            continue;
+        }
+        // Collect alphanumerics, allowing single spaces (printed IBANs come in groups of four).
+        let mut compact = Vec::with_capacity(34);
+        let mut end = i;
+        while end < text.len() && compact.len() < 34 {
+            let b = at(text, end);
+            if b.is_ascii_alphanumeric() {
+                compact.push(b.to_ascii_uppercase());
+                end += 1;
+            } else if b == b' ' && at(text, end + 1).is_ascii_alphanumeric() {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        // The collected run may continue into ordinary words: try each length that fits.
+        let found = (15..=compact.len())
+            .rev()
+            .find(|&n| compact.get(..n).is_some_and(is_iban));
+        match found {
+            Some(n) => {
+                // Map n compact characters back to a text end.
+                let mut seen = 0;
+                let mut stop = i;
+                while seen < n && stop < text.len() {
+                    if at(text, stop).is_ascii_alphanumeric() {
+                        seen += 1;
+                    }
+                    stop += 1;
+                }
+                out.push(Span {
+                    start: i,
+                    end: stop,
+                    detector: Detector::Iban,
+                });
+                i = stop;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+// --- IP addresses ------------------------------------------------------------------------------
+
+/// Parses a dotted-quad IPv4 address.
+pub fn parse_ipv4(text: &[u8]) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|b| *b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        if part.len() > 1 && part.first() == Some(&b'0') {
+            return None; // leading zeros: probably not an address
+        }
+        let value = part.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(octets)
+}
+
+fn scan_ipv4(text: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i < text.len() {
+        let b = at(text, i);
+        if !b.is_ascii_digit() || before(text, i).is_ascii_alphanumeric() || before(text, i) == b'.'
+        {
+            i += 1;
+            continue;
+        }
+        let mut end = i;
+        while end < text.len() && (at(text, end).is_ascii_digit() || at(text, end) == b'.') {
+            end += 1;
+        }
+        let candidate = text.get(i..end).unwrap_or_default();
+        if !at(text, end).is_ascii_alphanumeric() && parse_ipv4(candidate).is_some() {
+            out.push(Span {
+                start: i,
+                end,
+                detector: Detector::Ipv4,
+            });
+        }
+        i = end.max(i + 1);
+    }
+}
+
+fn is_ipv6_byte(b: u8) -> bool {
+    b.is_ascii_hexdigit() || b == b':' || b == b'.'
+}
+
+fn scan_ipv6(text: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i < text.len() {
+        if !is_ipv6_byte(at(text, i))
+            || is_ipv6_byte(before(text, i))
+            || before(text, i).is_ascii_alphanumeric()
+        {
+            i += 1;
+            continue;
+        }
+        let mut end = i;
+        while end < text.len() && is_ipv6_byte(at(text, end)) && end - i < 45 {
+            end += 1;
+        }
+        let candidate = text.get(i..end).unwrap_or_default();
+        let colons = candidate.iter().filter(|b| **b == b':').count();
+        if colons >= 2 && !at(text, end).is_ascii_alphanumeric() && parse_ipv6(candidate).is_some()
+        {
+            out.push(Span {
+                start: i,
+                end,
+                detector: Detector::Ipv6,
+            });
+        }
+        i = end.max(i + 1);
+    }
+}
+
+/// Parses an IPv6 address (RFC 4291 text forms, including `::` and an embedded IPv4 tail).
+/// (Hand-written: std's parser costs ~3.5 KB of module.)
+pub fn parse_ipv6(text: &[u8]) -> Option<[u16; 8]> {
+    let (head, tail) = match find_double_colon(text) {
+        Some(at) => (text.get(..at)?, Some(text.get(at + 2..)?)),
+        None => (text, None),
+    };
+    let mut head_groups = [0u16; 8];
+    let head_len = parse_groups(head, &mut head_groups, tail.is_none())?;
+    let mut segments = [0u16; 8];
+    match tail {
+        None => {
+            if head_len != 8 {
+                return None;
+            }
+            segments = head_groups;
+        }
+        Some(tail) => {
+            let mut tail_groups = [0u16; 8];
+            let tail_len = parse_groups(tail, &mut tail_groups, true)?;
+            // "::" stands for at least one zero group.
+            if head_len + tail_len > 7 {
+                return None;
+            }
+            for (dst, src) in segments.iter_mut().zip(head_groups.iter().take(head_len)) {
+                *dst = *src;
+            }
+            let offset = 8 - tail_len;
+            for (i, src) in tail_groups.iter().take(tail_len).enumerate() {
+                *segments.get_mut(offset + i)? = *src;
+            }
+        }
+    }
+    Some(segments)
+}
+
+fn find_double_colon(text: &[u8]) -> Option<usize> {
+    text.windows(2).position(|w| w == b"::")
+}
+
+/// Parses `h16(:h16)*` with an optional dotted-quad last part (two groups) when
+/// `ipv4_tail_allowed`; returns the number of groups. Empty text is zero groups.
+fn parse_groups(text: &[u8], out: &mut [u16; 8], ipv4_tail_allowed: bool) -> Option<usize> {
+    if text.is_empty() {
+        return Some(0);
+    }
+    let mut count = 0;
+    let parts: Vec<&[u8]> = text.split(|b| *b == b':').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if last && ipv4_tail_allowed && part.contains(&b'.') {
+            let [a, b, c, d] = parse_ipv4(part)?;
+            *out.get_mut(count)? = u16::from_be_bytes([a, b]);
+            *out.get_mut(count + 1)? = u16::from_be_bytes([c, d]);
+            return Some(count + 2);
+        }
+        if part.is_empty() || part.len() > 4 || !part.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let value = part.iter().fold(0u16, |acc, b| {
+            let digit = (*b as char).to_digit(16).unwrap_or(0);
+            (acc << 4) | digit as u16
+        });
+        *out.get_mut(count)? = value;
+        count += 1;
+    }
+    Some(count)
+}
+
+// --- tokens ----------------------------------------------------------------------------------------
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn scan_jwts(text: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i + 3 <= text.len() {
+        if text.get(i..i + 3) != Some(b"eyJ") || is_base64url(before(text, i)) {
+            i += 1;
+            continue;
+        }
+        // header.payload.signature; the signature may be empty (alg "none").
+        let mut end = i;
+        let mut dots = 0;
+        while end < text.len()
+            && (is_base64url(at(text, end)) || (at(text, end) == b'.' && dots < 2))
+        {
+            if at(text, end) == b'.' {
+                dots += 1;
+            }
+            end += 1;
+        }
+        if dots == 2 && end - i >= 16 {
+            out.push(Span {
+                start: i,
+                end,
+                detector: Detector::Jwt,
+            });
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn scan_bearer(text: &[u8], out: &mut Vec<Span>) {
+    const WORD: &[u8] = b"bearer ";
+    let mut i = 0;
+    while i + WORD.len() < text.len() {
+        let matches = text
+            .get(i..i + WORD.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
+            && !before(text, i).is_ascii_alphanumeric();
+        if !matches {
+            i += 1;
+            continue;
+        }
+        let start = i + WORD.len();
+        let mut end = start;
+        while end < text.len() && (is_base64url(at(text, end)) || b".~+/=".contains(&at(text, end)))
+        {
+            end += 1;
+        }
+        if end > start {
+            // Only the credential: "Bearer " stays readable.
+            out.push(Span {
+                start,
+                end,
+                detector: Detector::Bearer,
+            });
+        }
+        i = end.max(i + 1);
+    }
+}
+
+#[cfg(test)]
+#[path = "detect_tests.rs"]
+mod tests;

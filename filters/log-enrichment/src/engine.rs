@@ -1,0 +1,509 @@
+//! The filter's logic behind the `Host` trait: correlation at request time, body capture, and
+//! at the end of the stream the sampling decision and the redacted record. The adapter hands
+//! in what Envoy reports ([`Exchange`]) and writes out what this returns.
+
+use crate::config::{LogConfig, MAX_VALUES_PER_HEADER};
+use crate::correlation::{self, parse_traceparent, Decision};
+use crate::detect::ALL;
+use crate::record::{rfc3339, Record, Value};
+use crate::redact::{strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
+use crate::sampling::{self, Kept, Outcome};
+use breakwater_common::flags::FlagSet;
+use breakwater_common::host::{bump, Host, MetricId, MetricKind};
+use std::borrow::Cow;
+
+/// Workload metadata Istio puts in the node metadata: (record field, property path).
+pub const WORKLOAD_FIELDS: [(&str, &[&str]); 6] = [
+    (
+        "k8s.namespace.name",
+        &["xds", "node", "metadata", "NAMESPACE"],
+    ),
+    ("k8s.pod.name", &["xds", "node", "metadata", "NAME"]),
+    (
+        "k8s.workload.name",
+        &["xds", "node", "metadata", "WORKLOAD_NAME"],
+    ),
+    (
+        "k8s.cluster.name",
+        &["xds", "node", "metadata", "CLUSTER_ID"],
+    ),
+    (
+        "k8s.pod.label.app",
+        &["xds", "node", "metadata", "LABELS", "app"],
+    ),
+    (
+        "k8s.pod.label.version",
+        &["xds", "node", "metadata", "LABELS", "version"],
+    ),
+];
+
+/// The longest workload value, correlation or request id logged.
+const MAX_SHORT_VALUE: usize = 256;
+
+/// The circuit breaker's filter state for this request, when it ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BreakerView {
+    pub name: Vec<u8>,
+    pub decision: Vec<u8>,
+    pub state: Vec<u8>,
+}
+
+/// The fallback filter's filter state for this request, when a rule triggered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FallbackView {
+    pub served: Vec<u8>,
+    pub rule: Vec<u8>,
+    pub trigger: Vec<u8>,
+}
+
+/// The first bytes of a body, with enough look-ahead to see a value crossing the limit whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyCapture {
+    limit: usize,
+    bytes: Vec<u8>,
+    /// Some of the body did not fit.
+    overflowed: bool,
+    /// The body ended and all of it is in `bytes`.
+    complete: bool,
+}
+
+impl BodyCapture {
+    pub fn new(excerpt_bytes: usize) -> Self {
+        BodyCapture {
+            limit: excerpt_bytes + BODY_LOOKAHEAD,
+            ..BodyCapture::default()
+        }
+    }
+
+    /// How many bytes of a chunk of `chunk_size` to read (0 once full).
+    pub fn wanted(&self, chunk_size: usize) -> usize {
+        chunk_size.min(self.limit.saturating_sub(self.bytes.len()))
+    }
+
+    /// Adds what was read of a chunk of `chunk_size` bytes.
+    pub fn add(&mut self, read: &[u8], chunk_size: usize, end_of_stream: bool) {
+        let take = read.len().min(self.limit.saturating_sub(self.bytes.len()));
+        self.bytes
+            .extend_from_slice(read.get(..take).unwrap_or_default());
+        if chunk_size > take {
+            self.overflowed = true;
+        }
+        self.complete = end_of_stream && !self.overflowed;
+    }
+}
+
+/// What Envoy reports about a finished exchange (read once each in `on_log`).
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    pub start_unix_nanos: Option<u64>,
+    /// All request headers (names lower case, as Envoy keeps them).
+    pub request_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// All response headers, read only when some are logged.
+    pub response_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub protocol: Option<Vec<u8>>,
+    pub status: Option<u32>,
+    pub response_flags: u64,
+    pub code_details: Option<Vec<u8>>,
+    pub duration_nanos: Option<u64>,
+    pub request_body_bytes: Option<u64>,
+    pub response_body_bytes: Option<u64>,
+    pub upstream_address: Option<Vec<u8>>,
+    pub cluster: Option<Vec<u8>>,
+    pub route: Option<Vec<u8>>,
+    pub source_address: Option<Vec<u8>>,
+    pub breaker: Option<BreakerView>,
+    pub fallback: Option<FallbackView>,
+    pub request_body: Option<BodyCapture>,
+    pub response_body: Option<BodyCapture>,
+}
+
+fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n.as_slice() == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+struct Stats {
+    records: Option<MetricId>,
+    sampled_out: Option<MetricId>,
+    redactions: [Option<MetricId>; ALL.len()],
+    query_param_redactions: Option<MetricId>,
+    generated: Option<MetricId>,
+    replaced: Option<MetricId>,
+}
+
+impl Stats {
+    fn define<H: Host + ?Sized>(host: &H) -> Self {
+        let counter =
+            |name: &str| host.define_metric(MetricKind::Counter, &format!("breakwater.log.{name}"));
+        Stats {
+            records: counter("records"),
+            sampled_out: counter("sampled_out"),
+            redactions: ALL.map(|d| counter(&format!("redactions.{}", d.name()))),
+            query_param_redactions: counter("redactions.query_param"),
+            generated: counter("correlation.generated"),
+            replaced: counter("correlation.replaced"),
+        }
+    }
+}
+
+pub struct Engine {
+    config: LogConfig,
+    redactor: Redactor,
+    stats: Stats,
+    /// (field, value) of the workload metadata, read once per configuration.
+    workload: Vec<(&'static str, String)>,
+}
+
+impl Engine {
+    pub fn new<H: Host + ?Sized>(config: LogConfig, host: &H) -> Self {
+        Engine {
+            redactor: Redactor::new(&config.redact),
+            stats: Stats::define(host),
+            config,
+            workload: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Reads Istio's workload metadata through `read` (a property lookup). Absent values are
+    /// left out, never invented.
+    pub fn load_workload(&mut self, read: impl Fn(&[&str]) -> Option<Vec<u8>>) {
+        self.workload.clear();
+        if !self.config.workload_metadata {
+            return;
+        }
+        for (field, path) in WORKLOAD_FIELDS {
+            if let Some(value) = read(path).filter(|v| !v.is_empty()) {
+                let mut counts = Counts::default();
+                self.workload.push((
+                    field,
+                    self.redactor.text(&value, MAX_SHORT_VALUE, &mut counts),
+                ));
+            }
+        }
+    }
+
+    /// Request time: decides the correlation id (`fresh` makes a new one) and counts it.
+    pub fn on_request<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        incoming: Option<&[u8]>,
+        fresh: impl FnOnce() -> String,
+    ) -> Decision {
+        let decision = correlation::decide(&self.config.correlation, incoming, fresh);
+        match decision.action {
+            correlation::Action::Generated => bump(host, self.stats.generated),
+            correlation::Action::Replaced => bump(host, self.stats.replaced),
+            _ => {}
+        }
+        decision
+    }
+
+    /// A body capture for a request or response with this content type and encoding, if body
+    /// excerpts are configured and the type is listed. Compressed bodies are not captured.
+    pub fn body_capture(
+        &self,
+        content_type: Option<&[u8]>,
+        content_encoding: Option<&[u8]>,
+    ) -> Option<BodyCapture> {
+        let body = self.config.body.as_ref()?;
+        if content_encoding.is_some_and(|e| !e.eq_ignore_ascii_case(b"identity")) {
+            return None;
+        }
+        let media_type = content_type?.split(|b| *b == b';').next()?.trim_ascii();
+        body.content_types
+            .iter()
+            .any(|t| t.as_bytes().eq_ignore_ascii_case(media_type))
+            .then(|| BodyCapture::new(body.max_bytes))
+    }
+
+    /// End of stream: the record, or `None` when sampling drops the request.
+    pub fn finish<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        exchange: &Exchange,
+        correlation: &Decision,
+    ) -> Option<Record> {
+        let request_id = header(&exchange.request_headers, "x-request-id");
+        let duration_ms = exchange.duration_nanos.map_or(0, |ns| ns / 1_000_000);
+        let breaker_rejected = exchange
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.decision == b"rejected");
+        let fallback_served = exchange
+            .fallback
+            .as_ref()
+            .is_some_and(|f| matches!(f.served.as_slice(), b"static" | b"stale" | b"service"));
+        let outcome = Outcome {
+            status: exchange.status,
+            response_flags: exchange.response_flags,
+            duration_ms,
+            fallback_served,
+            breaker_rejected,
+        };
+        let key = request_id.or(correlation.id.as_deref().map(str::as_bytes));
+        let Some(kept) = sampling::decide(&self.config.sampling, key, &outcome) else {
+            bump(host, self.stats.sampled_out);
+            return None;
+        };
+
+        let mut counts = Counts::default();
+        let record = self.build(exchange, correlation, kept, &mut counts);
+        bump(host, self.stats.records);
+        for (count, id) in counts.by_detector.iter().zip(self.stats.redactions.iter()) {
+            if let (true, Some(id)) = (*count > 0, id) {
+                host.add_metric(*id, i64::from(*count));
+            }
+        }
+        if let (true, Some(id)) = (counts.query_params > 0, self.stats.query_param_redactions) {
+            host.add_metric(id, i64::from(counts.query_params));
+        }
+        Some(record)
+    }
+
+    fn build(
+        &self,
+        exchange: &Exchange,
+        correlation: &Decision,
+        kept: Kept,
+        counts: &mut Counts,
+    ) -> Record {
+        let redactor = &self.redactor;
+        let max = redactor.max_value_bytes;
+        let headers = &exchange.request_headers;
+        let lossy = |bytes: &[u8], max: usize| {
+            let mut text = String::new();
+            crate::redact::push_lossy(&mut text, bytes);
+            crate::redact::cap(&mut text, max);
+            text
+        };
+        let mut r = Record::with_capacity(40);
+
+        if let Some(ns) = exchange.start_unix_nanos {
+            r.str("timestamp", rfc3339(ns));
+        }
+        if let Some(id) = header(headers, "x-request-id") {
+            let text = redactor.text(id, MAX_SHORT_VALUE, counts);
+            r.str("request.id", text);
+        }
+        if let Some(id) = &correlation.id {
+            r.str("correlation.id", id.clone());
+        }
+        if let Some(tc) = header(headers, "traceparent").and_then(parse_traceparent) {
+            r.str("trace_id", tc.trace_id);
+            r.str("span_id", tc.span_id);
+        }
+        if let Some(method) = header(headers, ":method") {
+            r.str("http.request.method", lossy(method, 32));
+        }
+        if let Some(scheme) = header(headers, ":scheme") {
+            r.str("url.scheme", lossy(scheme, 32));
+        }
+        if let Some(authority) = header(headers, ":authority") {
+            let (host, port) = split_authority(authority);
+            r.str("server.address", redactor.text(host, max, counts));
+            if let Some(port) = port {
+                r.push("server.port", Value::Int(u64::from(port)));
+            }
+        }
+        if let Some(target) = header(headers, ":path") {
+            let (path, query) = match target.iter().position(|b| *b == b'?') {
+                Some(q) => (target.get(..q).unwrap_or_default(), target.get(q + 1..)),
+                None => (target, None),
+            };
+            r.str("url.path", redactor.path(path, counts));
+            if let Some(query) = query.filter(|q| !q.is_empty()) {
+                r.str("url.query", redactor.query(query, counts));
+            }
+        }
+        if let Some(protocol) = &exchange.protocol {
+            let version = protocol.strip_prefix(b"HTTP/").unwrap_or(protocol);
+            r.str("network.protocol.version", lossy(version, 16));
+        }
+        if let Some(status) = exchange.status {
+            r.push("http.response.status_code", Value::Int(u64::from(status)));
+        }
+        if exchange.response_flags != 0 {
+            r.str(
+                "envoy.response_flags",
+                FlagSet::describe(exchange.response_flags),
+            );
+        }
+        if let Some(details) = &exchange.code_details {
+            r.str(
+                "envoy.response_code_details",
+                lossy(details, MAX_SHORT_VALUE),
+            );
+        }
+        if let Some(ns) = exchange.duration_nanos {
+            r.push("duration_ms", Value::Millis(ns));
+        }
+        if let Some(n) = exchange.request_body_bytes {
+            r.push("http.request.body.size", Value::Int(n));
+        }
+        if let Some(n) = exchange.response_body_bytes {
+            r.push("http.response.body.size", Value::Int(n));
+        }
+        if let Some(upstream) = &exchange.upstream_address {
+            r.str("upstream.address", lossy(upstream, MAX_SHORT_VALUE));
+        }
+        if let Some(cluster) = &exchange.cluster {
+            r.str("envoy.cluster", lossy(cluster, MAX_SHORT_VALUE));
+        }
+        if let Some(route) = exchange.route.as_ref().filter(|r| !r.is_empty()) {
+            r.str("envoy.route", lossy(route, MAX_SHORT_VALUE));
+        }
+        if let Some(address) = exchange
+            .source_address
+            .as_deref()
+            .and_then(Redactor::client_address)
+        {
+            r.str("client.address", address);
+        }
+        self.push_headers(
+            &mut r,
+            "http.request.header.",
+            &self.config.request_headers,
+            headers,
+            counts,
+        );
+        self.push_headers(
+            &mut r,
+            "http.response.header.",
+            &self.config.response_headers,
+            &exchange.response_headers,
+            counts,
+        );
+        if let Some(body) = &self.config.body {
+            for (field, capture) in [
+                ("http.request.body.excerpt", &exchange.request_body),
+                ("http.response.body.excerpt", &exchange.response_body),
+            ] {
+                if let Some(capture) = capture.as_ref().filter(|c| !c.bytes.is_empty()) {
+                    let bytes = if capture.complete {
+                        capture.bytes.as_slice()
+                    } else {
+                        strip_partial_tail(&capture.bytes)
+                    };
+                    let mut text = redactor.text(bytes, body.max_bytes, counts);
+                    if !capture.complete && !text.ends_with('…') {
+                        text.push('…');
+                    }
+                    r.str(field, text);
+                }
+            }
+        }
+        let service = &self.config.service;
+        for (field, value) in [
+            ("service.name", &service.name),
+            ("service.version", &service.version),
+            ("deployment.environment.name", &service.environment),
+            ("cloud.region", &service.region),
+        ] {
+            if let Some(value) = value {
+                r.str(field, value.clone());
+            }
+        }
+        for (field, value) in &self.workload {
+            r.str(field, value.clone());
+        }
+        if let Some(b) = &exchange.breaker {
+            r.str("breakwater.breaker.name", lossy(&b.name, 64));
+            r.str("breakwater.breaker.decision", lossy(&b.decision, 32));
+            r.str("breakwater.breaker.state", lossy(&b.state, 32));
+            r.push(
+                "breakwater.breaker_rejected",
+                Value::Bool(b.decision == b"rejected"),
+            );
+        }
+        if let Some(f) = &exchange.fallback {
+            r.str("breakwater.fallback", lossy(&f.served, 32));
+            r.str("breakwater.fallback.rule", lossy(&f.rule, 64));
+            r.str("breakwater.fallback.trigger", lossy(&f.trigger, 32));
+        }
+        let correlation_action = match correlation.action {
+            correlation::Action::Kept => "kept",
+            correlation::Action::Generated => "generated",
+            correlation::Action::Replaced => "replaced",
+            correlation::Action::Absent => "absent",
+        };
+        r.str("breakwater.correlation", correlation_action.to_string());
+        r.str(
+            "breakwater.sampling",
+            match kept {
+                Kept::Sampled => "sampled".to_string(),
+                Kept::Class(class) => format!("kept:{class}"),
+            },
+        );
+        r.push(
+            "breakwater.redactions",
+            Value::Int(u64::from(counts.total())),
+        );
+        r
+    }
+
+    /// `<prefix><name>`: every value of each listed header (up to a limit), redacted.
+    fn push_headers(
+        &self,
+        r: &mut Record,
+        prefix: &str,
+        names: &[String],
+        headers: &[(Vec<u8>, Vec<u8>)],
+        counts: &mut Counts,
+    ) {
+        let max = self.redactor.max_value_bytes;
+        for name in names {
+            let mut values = headers
+                .iter()
+                .filter(|(n, _)| n.as_slice() == name.as_bytes())
+                .take(MAX_VALUES_PER_HEADER)
+                .map(|(_, v)| self.redactor.text(v, max, counts))
+                .peekable();
+            if values.peek().is_none() {
+                continue;
+            }
+            if name == "user-agent" && prefix == "http.request.header." {
+                // OpenTelemetry's own field for it; a user agent is one value.
+                if let Some(first) = values.next() {
+                    r.str("user_agent.original", first);
+                }
+                continue;
+            }
+            r.push(
+                Cow::Owned(format!("{prefix}{name}")),
+                Value::List(values.collect()),
+            );
+        }
+    }
+}
+
+/// Splits `host[:port]` (IPv6 hosts in brackets; anything unclear stays whole).
+fn split_authority(authority: &[u8]) -> (&[u8], Option<u16>) {
+    let colon = if authority.first() == Some(&b'[') {
+        match authority.iter().position(|b| *b == b']') {
+            Some(close) if authority.get(close + 1) == Some(&b':') => close + 1,
+            _ => return (authority, None),
+        }
+    } else {
+        match authority.iter().position(|b| *b == b':') {
+            Some(c) if !authority.get(c + 1..).unwrap_or_default().contains(&b':') => c,
+            _ => return (authority, None),
+        }
+    };
+    let port = std::str::from_utf8(authority.get(colon + 1..).unwrap_or_default())
+        .ok()
+        .and_then(|p| p.parse().ok());
+    match port {
+        Some(port) => (authority.get(..colon).unwrap_or_default(), Some(port)),
+        None => (authority, None),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,534 @@
+//! The engine end to end with a fake host: records, redaction of every logged string,
+//! sampling, correlation and stats.
+
+use super::*;
+use crate::config::LogConfig;
+use crate::correlation::Action as CorrelationAction;
+use breakwater_common::host::fake::FakeHost;
+use breakwater_common::json::{self, Value as Json};
+use breakwater_common::testing::test;
+
+const FNR: &str = "01010012356";
+const CARD: &str = "4111111111111111";
+
+fn engine(json: &str) -> (Engine, FakeHost) {
+    let host = FakeHost::new(1_000_000);
+    let engine = Engine::new(LogConfig::parse(json.as_bytes()).unwrap(), &host);
+    (engine, host)
+}
+
+fn h(name: &str, value: &str) -> (Vec<u8>, Vec<u8>) {
+    (name.as_bytes().to_vec(), value.as_bytes().to_vec())
+}
+
+fn exchange(path: &str) -> Exchange {
+    Exchange {
+        start_unix_nanos: Some(1_795_751_999_999_000_000),
+        request_headers: vec![
+            h(":method", "GET"),
+            h(":scheme", "http"),
+            h(":authority", "shop.example:8443"),
+            h(":path", path),
+            h("x-request-id", "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
+            h("user-agent", "curl/8.5.0"),
+        ],
+        protocol: Some(b"HTTP/1.1".to_vec()),
+        status: Some(200),
+        duration_nanos: Some(12_345_678),
+        request_body_bytes: Some(0),
+        response_body_bytes: Some(42),
+        upstream_address: Some(b"10.0.0.7:8080".to_vec()),
+        cluster: Some(b"backend".to_vec()),
+        route: Some(b"shop".to_vec()),
+        source_address: Some(b"203.0.113.45:50123".to_vec()),
+        ..Exchange::default()
+    }
+}
+
+fn kept(id: &str) -> Decision {
+    Decision {
+        id: Some(id.to_string()),
+        action: CorrelationAction::Kept,
+    }
+}
+
+fn json_of(record: &Record) -> Json {
+    json::parse(record.to_json().as_bytes()).unwrap()
+}
+
+fn field<'a>(doc: &'a Json, key: &str) -> Option<&'a Json> {
+    doc.get(key)
+}
+
+fn text<'a>(doc: &'a Json, key: &str) -> &'a str {
+    field(doc, key)
+        .and_then(Json::as_str)
+        .unwrap_or_else(|| panic!("{key} missing in {doc:?}"))
+}
+
+#[test]
+fn a_record_carries_the_documented_fields() {
+    let (mut engine, host) = engine(
+        r#"{"service": {"name": "checkout", "version": "1.4.0", "environment": "prod", "region": "no-oslo-1"},
+            "request_headers": ["user-agent", "x-tenant-id"], "response_headers": ["content-type"]}"#,
+    );
+    engine.load_workload(|path| match path.last() {
+        Some(&"NAMESPACE") => Some(b"shop".to_vec()),
+        Some(&"app") => Some(b"checkout".to_vec()),
+        Some(&"CLUSTER_ID") => Some(Vec::new()), // empty counts as absent
+        _ => None,
+    });
+    let mut ex = exchange("/cart/items?page=2");
+    ex.request_headers.push(h(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    ex.request_headers.push(h("x-tenant-id", "acme"));
+    ex.request_headers.push(h("x-tenant-id", "globex"));
+    ex.response_headers = vec![h(":status", "200"), h("content-type", "application/json")];
+    let record = engine.finish(&host, &ex, &kept("corr-1")).unwrap();
+    let doc = json_of(&record);
+    assert_eq!(text(&doc, "timestamp"), "2026-11-27T03:59:59.999Z");
+    assert_eq!(
+        text(&doc, "request.id"),
+        "4bf92f35-77b3-4da6-a3ce-929d0e0e4736"
+    );
+    assert_eq!(text(&doc, "correlation.id"), "corr-1");
+    assert_eq!(text(&doc, "trace_id"), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(text(&doc, "span_id"), "00f067aa0ba902b7");
+    assert_eq!(text(&doc, "http.request.method"), "GET");
+    assert_eq!(text(&doc, "url.scheme"), "http");
+    assert_eq!(text(&doc, "server.address"), "shop.example");
+    assert_eq!(
+        field(&doc, "server.port").and_then(Json::as_u64),
+        Some(8443)
+    );
+    assert_eq!(text(&doc, "url.path"), "/cart/items");
+    assert_eq!(text(&doc, "url.query"), "page=2");
+    assert_eq!(text(&doc, "network.protocol.version"), "1.1");
+    assert_eq!(
+        field(&doc, "http.response.status_code").and_then(Json::as_u64),
+        Some(200)
+    );
+    assert_eq!(
+        field(&doc, "duration_ms").and_then(Json::as_f64),
+        Some(12.345)
+    );
+    assert_eq!(
+        field(&doc, "http.response.body.size").and_then(Json::as_u64),
+        Some(42)
+    );
+    assert_eq!(text(&doc, "upstream.address"), "10.0.0.7:8080");
+    assert_eq!(text(&doc, "envoy.cluster"), "backend");
+    assert_eq!(text(&doc, "envoy.route"), "shop");
+    assert_eq!(text(&doc, "client.address"), "203.0.113.0/24");
+    assert_eq!(text(&doc, "user_agent.original"), "curl/8.5.0");
+    let tenants: Vec<&str> = field(&doc, "http.request.header.x-tenant-id")
+        .and_then(Json::as_array)
+        .unwrap()
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    assert_eq!(
+        tenants,
+        ["acme", "globex"],
+        "every value of a repeated header"
+    );
+    assert_eq!(
+        field(&doc, "http.response.header.content-type")
+            .and_then(Json::as_array)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(text(&doc, "service.name"), "checkout");
+    assert_eq!(text(&doc, "service.version"), "1.4.0");
+    assert_eq!(text(&doc, "deployment.environment.name"), "prod");
+    assert_eq!(text(&doc, "cloud.region"), "no-oslo-1");
+    assert_eq!(text(&doc, "k8s.namespace.name"), "shop");
+    assert_eq!(text(&doc, "k8s.pod.label.app"), "checkout");
+    assert!(
+        field(&doc, "k8s.cluster.name").is_none() && field(&doc, "k8s.pod.name").is_none(),
+        "absent, not invented"
+    );
+    assert!(
+        field(&doc, "envoy.response_flags").is_none()
+            && field(&doc, "breakwater.breaker.name").is_none()
+    );
+    assert_eq!(text(&doc, "breakwater.correlation"), "kept");
+    assert_eq!(text(&doc, "breakwater.sampling"), "sampled");
+    assert_eq!(
+        field(&doc, "breakwater.redactions").and_then(Json::as_u64),
+        Some(0)
+    );
+    assert_eq!(host.metric("breakwater.log.records"), 1);
+}
+
+#[test]
+fn headers_not_listed_are_never_logged() {
+    let (engine, host) = engine(r#"{"request_headers": ["x-tenant-id"]}"#);
+    let mut ex = exchange("/");
+    ex.request_headers
+        .push(h("authorization", "Bearer secret-token"));
+    ex.request_headers.push(h("cookie", "session=abc"));
+    ex.request_headers.push(h("x-other", "value"));
+    let line = engine.finish(&host, &ex, &kept("c")).unwrap().to_json();
+    for absent in [
+        "secret-token",
+        "session=abc",
+        "x-other",
+        "authorization",
+        "curl/8.5.0",
+    ] {
+        assert!(!line.contains(absent), "{absent} in {line}");
+    }
+}
+
+#[test]
+fn personal_data_is_removed_from_every_logged_string() {
+    let (engine, host) =
+        engine(r#"{"request_headers": ["x-customer", "referer"], "body": {"max_bytes": 256}}"#);
+    let mut ex = exchange(&format!(
+        "/customers/ola.nordmann%40example.no/cards/{CARD}?fnr={FNR}&token=abc&q=x"
+    ));
+    ex.request_headers
+        .push(h("x-customer", &format!("fnr {} {}", &FNR[..6], &FNR[6..])));
+    ex.request_headers
+        .push(h("referer", "https://shop.example/?email=kari@example.com"));
+    let mut body = BodyCapture::new(256);
+    let payload = format!(r#"{{"iban": "NO93 8601 1117 947", "card": "{CARD}", "note": "ok"}}"#);
+    body.add(payload.as_bytes(), payload.len(), true);
+    ex.request_body = Some(body);
+    let record = engine.finish(&host, &ex, &kept("c")).unwrap();
+    let line = record.to_json();
+    for secret in [
+        FNR,
+        "012356",
+        CARD,
+        "ola.nordmann",
+        "kari@example.com",
+        "NO93",
+        "abc&",
+        "203.0.113.45",
+    ] {
+        assert!(!line.contains(secret), "{secret} leaked: {line}");
+    }
+    let doc = json_of(&record);
+    assert_eq!(
+        text(&doc, "url.path"),
+        "/customers/[REDACTED:email]/cards/[REDACTED:payment_card]"
+    );
+    assert_eq!(
+        text(&doc, "url.query"),
+        "fnr=[REDACTED:no_national_id]&token=[REDACTED:query_param]&q=x"
+    );
+    assert_eq!(
+        text(&doc, "http.request.body.excerpt"),
+        r#"{"iban": "[REDACTED:iban]", "card": "[REDACTED:payment_card]", "note": "ok"}"#
+    );
+    assert_eq!(
+        field(&doc, "breakwater.redactions").and_then(Json::as_u64),
+        Some(8)
+    );
+    assert_eq!(host.metric("breakwater.log.redactions.no_national_id"), 2);
+    assert_eq!(host.metric("breakwater.log.redactions.payment_card"), 2);
+    assert_eq!(host.metric("breakwater.log.redactions.email"), 2);
+    assert_eq!(host.metric("breakwater.log.redactions.iban"), 1);
+    assert_eq!(host.metric("breakwater.log.redactions.query_param"), 1);
+    assert_eq!(host.metric("breakwater.log.redactions.jwt"), 0);
+}
+
+#[test]
+fn long_values_and_many_values_are_bounded() {
+    let (engine, host) =
+        engine(r#"{"request_headers": ["x-big"], "redact": {"max_value_bytes": 64}}"#);
+    let mut ex = exchange(&format!("/{}", "a/".repeat(500)));
+    for _ in 0..20 {
+        ex.request_headers.push(h("x-big", &"v".repeat(1000)));
+    }
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    let values = field(&doc, "http.request.header.x-big")
+        .and_then(Json::as_array)
+        .unwrap();
+    assert_eq!(values.len(), MAX_VALUES_PER_HEADER);
+    assert!(values
+        .iter()
+        .all(|v| v.as_str().unwrap().len() <= 64 + '…'.len_utf8()));
+    assert!(text(&doc, "url.path").len() <= 64 + '…'.len_utf8());
+}
+
+#[test]
+fn body_excerpts_cut_by_the_limit_never_show_half_a_value() {
+    let (engine, host) = engine(r#"{"body": {"max_bytes": 32}}"#);
+    let mut ex = exchange("/");
+    // The card starts before the excerpt limit and ends after it: the look-ahead sees it whole.
+    let payload = format!(
+        r#"{{"padding": "xxxxxxxx", "card": "{CARD}", "more": "{}"}}"#,
+        "y".repeat(500)
+    );
+    let mut body = BodyCapture::new(32);
+    let wanted = body.wanted(payload.len());
+    assert_eq!(wanted, 32 + BODY_LOOKAHEAD);
+    body.add(&payload.as_bytes()[..wanted], payload.len(), true);
+    ex.response_body = Some(body);
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    let excerpt = text(&doc, "http.response.body.excerpt");
+    assert!(!excerpt.contains("4111"), "{excerpt}");
+    assert!(excerpt.ends_with('…'), "{excerpt}");
+    assert!(excerpt.len() <= 32 + '…'.len_utf8(), "{excerpt}");
+
+    // A value beyond the look-ahead, cut by the read limit, is dropped rather than shown in part.
+    let payload = format!("{}{CARD}", "z ".repeat(47));
+    let mut body = BodyCapture::new(32);
+    let wanted = body.wanted(payload.len());
+    body.add(&payload.as_bytes()[..wanted], payload.len(), true);
+    let mut ex = exchange("/");
+    ex.response_body = Some(body);
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    assert!(!text(&doc, "http.response.body.excerpt").contains("41"));
+}
+
+#[test]
+fn body_capture_follows_content_type_and_encoding() {
+    let (engine, _) = engine(
+        r#"{"body": {"max_bytes": 10, "content_types": ["application/json", "text/plain"]}}"#,
+    );
+    assert!(engine
+        .body_capture(Some(b"application/json; charset=utf-8"), None)
+        .is_some());
+    assert!(engine
+        .body_capture(Some(b"Text/Plain"), Some(b"identity"))
+        .is_some());
+    assert!(engine
+        .body_capture(Some(b"application/json"), Some(b"gzip"))
+        .is_none());
+    assert!(engine.body_capture(Some(b"image/png"), None).is_none());
+    assert!(engine.body_capture(None, None).is_none());
+    let (no_body, _) = self::engine("{}");
+    assert!(no_body
+        .body_capture(Some(b"application/json"), None)
+        .is_none());
+
+    // Chunks: reads stop at the limit; the capture knows the body went on.
+    let mut capture = BodyCapture::new(10);
+    let limit = 10 + BODY_LOOKAHEAD;
+    capture.add(&[b'a'; 50], 50, false);
+    assert_eq!(capture.wanted(100), limit - 50);
+    capture.add(&[b'b'; 100], 100, false);
+    assert_eq!(capture.wanted(100), 0);
+    capture.add(&[], 100, true);
+    assert!(!capture.complete && capture.overflowed && capture.bytes.len() == limit);
+    let mut small = BodyCapture::new(10);
+    small.add(b"{}", 2, true);
+    assert!(small.complete);
+}
+
+#[test]
+fn breaker_and_fallback_outcomes_are_recorded() {
+    let (engine, host) = engine("{}");
+    let mut ex = exchange("/recommendations");
+    ex.status = Some(200);
+    ex.breaker = Some(BreakerView {
+        name: b"recs".to_vec(),
+        decision: b"rejected".to_vec(),
+        state: b"open".to_vec(),
+    });
+    ex.fallback = Some(FallbackView {
+        served: b"stale".to_vec(),
+        rule: b"popular".to_vec(),
+        trigger: b"breaker_open".to_vec(),
+    });
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    assert_eq!(text(&doc, "breakwater.breaker.name"), "recs");
+    assert_eq!(text(&doc, "breakwater.breaker.state"), "open");
+    assert_eq!(text(&doc, "breakwater.breaker.decision"), "rejected");
+    assert_eq!(
+        field(&doc, "breakwater.breaker_rejected").and_then(Json::as_bool),
+        Some(true)
+    );
+    assert_eq!(text(&doc, "breakwater.fallback"), "stale");
+    assert_eq!(text(&doc, "breakwater.fallback.rule"), "popular");
+    assert_eq!(text(&doc, "breakwater.fallback.trigger"), "breaker_open");
+}
+
+#[test]
+fn sampling_drops_and_keeps_by_class_and_counts() {
+    let (engine, host) = engine(r#"{"sampling": {"rate": 0.0}}"#);
+    let ex = exchange("/");
+    assert!(engine.finish(&host, &ex, &kept("c")).is_none());
+    assert_eq!(host.metric("breakwater.log.sampled_out"), 1);
+    assert_eq!(host.metric("breakwater.log.records"), 0);
+
+    let mut failed = exchange("/");
+    failed.status = Some(503);
+    failed.response_flags = 0x20;
+    let doc = json_of(&engine.finish(&host, &failed, &kept("c")).unwrap());
+    assert_eq!(text(&doc, "breakwater.sampling"), "kept:status");
+    assert_eq!(text(&doc, "envoy.response_flags"), "UF");
+
+    let mut slow = exchange("/");
+    slow.duration_nanos = Some(1_500_000_000);
+    assert!(engine.finish(&host, &slow, &kept("c")).is_some());
+    let mut rejected = exchange("/");
+    rejected.breaker = Some(BreakerView {
+        decision: b"rejected".to_vec(),
+        ..BreakerView::default()
+    });
+    assert!(engine.finish(&host, &rejected, &kept("c")).is_some());
+    let mut passed = exchange("/");
+    passed.breaker = Some(BreakerView {
+        decision: b"passed".to_vec(),
+        ..BreakerView::default()
+    });
+    assert!(engine.finish(&host, &passed, &kept("c")).is_none());
+    let mut fell_back = exchange("/");
+    fell_back.fallback = Some(FallbackView {
+        served: b"static".to_vec(),
+        ..FallbackView::default()
+    });
+    assert!(engine.finish(&host, &fell_back, &kept("c")).is_some());
+    let mut none_served = exchange("/");
+    none_served.fallback = Some(FallbackView {
+        served: b"none".to_vec(),
+        ..FallbackView::default()
+    });
+    assert!(engine.finish(&host, &none_served, &kept("c")).is_none());
+    assert_eq!(host.metric("breakwater.log.records"), 4);
+    assert_eq!(host.metric("breakwater.log.sampled_out"), 3);
+}
+
+#[test]
+fn sampling_uses_the_request_id_then_the_correlation_id() {
+    let (engine, host) = engine(r#"{"sampling": {"rate": 0.5, "always_keep": []}}"#);
+    let mut kept_ids = 0;
+    for n in 0..400 {
+        let mut ex = exchange("/");
+        ex.request_headers
+            .retain(|(name, _)| name != b"x-request-id");
+        ex.request_headers
+            .push(h("x-request-id", &format!("id-{n}")));
+        let first = engine.finish(&host, &ex, &kept("c")).is_some();
+        // The same request id decides the same way whatever the correlation id.
+        assert_eq!(
+            engine
+                .finish(&host, &ex, &kept(&format!("other-{n}")))
+                .is_some(),
+            first
+        );
+        kept_ids += usize::from(first);
+    }
+    assert!((150..250).contains(&kept_ids), "{kept_ids}");
+    let mut no_request_id = exchange("/");
+    no_request_id
+        .request_headers
+        .retain(|(name, _)| name != b"x-request-id");
+    let decisions: Vec<bool> = (0..50)
+        .map(|n| {
+            engine
+                .finish(&host, &no_request_id, &kept(&format!("c-{n}")))
+                .is_some()
+        })
+        .collect();
+    assert!(
+        decisions.contains(&true) && decisions.contains(&false),
+        "falls back to the correlation id"
+    );
+}
+
+#[test]
+fn correlation_decisions_are_counted() {
+    let (engine, host) = engine("{}");
+    let d = engine.on_request(&host, None, || "new".into());
+    assert_eq!(
+        (d.id.as_deref(), d.action),
+        (Some("new"), CorrelationAction::Generated)
+    );
+    let d = engine.on_request(&host, Some(b"bad id\r\n"), || "new".into());
+    assert_eq!(d.action, CorrelationAction::Replaced);
+    let d = engine.on_request(&host, Some(b"good-id"), || "new".into());
+    assert_eq!(d.action, CorrelationAction::Kept);
+    assert_eq!(host.metric("breakwater.log.correlation.generated"), 1);
+    assert_eq!(host.metric("breakwater.log.correlation.replaced"), 1);
+    let doc = json_of(
+        &engine
+            .finish(
+                &host,
+                &exchange("/"),
+                &Decision {
+                    id: Some("new".into()),
+                    action: CorrelationAction::Replaced,
+                },
+            )
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "breakwater.correlation"), "replaced");
+}
+
+#[test]
+fn malformed_requests_still_give_a_record() {
+    let (engine, host) = engine(r#"{"request_headers": ["x-a"]}"#);
+    let ex = Exchange {
+        request_headers: vec![
+            (b":path".to_vec(), vec![0xff, b'/', b'?', 0xfe, b'=', 0x00]),
+            (b":authority".to_vec(), b"[::1".to_vec()),
+            (b"x-a".to_vec(), b"\"}{\"evil\":1,\"x\":\"\r\n".to_vec()),
+            (b"traceparent".to_vec(), b"junk".to_vec()),
+        ],
+        ..Exchange::default()
+    };
+    let record = engine
+        .finish(
+            &host,
+            &ex,
+            &Decision {
+                id: None,
+                action: CorrelationAction::Absent,
+            },
+        )
+        .unwrap();
+    let doc = json_of(&record);
+    assert!(field(&doc, "evil").is_none());
+    assert!(field(&doc, "trace_id").is_none());
+    assert_eq!(
+        text(&doc, "server.address"),
+        "[0:0:0::/48",
+        "an IP host is truncated like any other"
+    );
+    assert!(!record.to_json().contains('\n'));
+    // An exchange Envoy reported nothing about still yields valid JSON.
+    let empty = engine
+        .finish(
+            &host,
+            &Exchange::default(),
+            &Decision {
+                id: None,
+                action: CorrelationAction::Absent,
+            },
+        )
+        .unwrap();
+    assert!(json::parse(empty.to_json().as_bytes()).is_ok());
+}
+
+#[test]
+fn authorities() {
+    assert_eq!(
+        split_authority(b"shop.example:8443"),
+        (&b"shop.example"[..], Some(8443))
+    );
+    assert_eq!(
+        split_authority(b"shop.example"),
+        (&b"shop.example"[..], None)
+    );
+    assert_eq!(
+        split_authority(b"[2001:db8::1]:443"),
+        (&b"[2001:db8::1]"[..], Some(443))
+    );
+    assert_eq!(
+        split_authority(b"[2001:db8::1]"),
+        (&b"[2001:db8::1]"[..], None)
+    );
+    assert_eq!(
+        split_authority(b"host:notaport"),
+        (&b"host:notaport"[..], None)
+    );
+}

@@ -1,0 +1,243 @@
+//! Consistent sampling: the keep/drop decision is a pure function of the request id, so every
+//! proxy on a request's path (each running this filter with the same rate) keeps or drops the
+//! same request. Classes in `always_keep` are never dropped.
+
+use crate::config::{KeepClasses, Sampling};
+use breakwater_common::hash::fnv1a;
+
+/// A request's position in [0, 1): FNV-1a of the id, finished with splitmix64 so similar ids
+/// (UUIDs differing in one digit) spread evenly.
+pub fn position(request_id: &[u8]) -> f64 {
+    let mut z = fnv1a(request_id);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What the sampling decision looks at once the response is known.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub status: Option<u32>,
+    pub response_flags: u64,
+    pub duration_ms: u64,
+    pub fallback_served: bool,
+    pub breaker_rejected: bool,
+}
+
+/// Why a request is logged, or `None` when it is sampled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Inside the sampled fraction.
+    Sampled,
+    /// An `always_keep` class.
+    Class(&'static str),
+}
+
+pub fn decide(sampling: &Sampling, sampling_key: Option<&[u8]>, outcome: &Outcome) -> Option<Kept> {
+    let in_rate = match sampling_key {
+        _ if sampling.rate >= 1.0 => true,
+        Some(key) => position(key) < sampling.rate,
+        None => false,
+    };
+    if in_rate {
+        return Some(Kept::Sampled);
+    }
+    keep_class(&sampling.always_keep, sampling.slow_ms, outcome).map(Kept::Class)
+}
+
+fn keep_class(keep: &KeepClasses, slow_ms: u64, outcome: &Outcome) -> Option<&'static str> {
+    if outcome.status.is_some_and(|s| keep.statuses.contains(s)) {
+        Some("status")
+    } else if keep.breaker_rejected && outcome.breaker_rejected {
+        Some("breaker_rejected")
+    } else if keep.fallback && outcome.fallback_served {
+        Some("fallback")
+    } else if keep.slow && outcome.duration_ms >= slow_ms {
+        Some("slow")
+    } else if keep.response_flags && outcome.response_flags != 0 {
+        Some("response_flags")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlation::uuid_v4;
+    use breakwater_common::rng::Rng;
+    use breakwater_common::status::{StatusSet, StatusSpec};
+    use breakwater_common::testing::test;
+
+    fn sampling(rate: f64) -> Sampling {
+        Sampling {
+            rate,
+            ..Sampling::default()
+        }
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        let mut rng = Rng::new(7);
+        (0..n)
+            .map(|_| uuid_v4(rng.next_u64(), rng.next_u64()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_id_always_gets_the_same_decision() {
+        let s = sampling(0.3);
+        for id in ids(500) {
+            let first = decide(&s, Some(id.as_bytes()), &Outcome::default());
+            for _ in 0..3 {
+                assert_eq!(decide(&s, Some(id.as_bytes()), &Outcome::default()), first);
+            }
+        }
+        // Deterministic across processes and targets: a fixed id, a fixed position.
+        assert_eq!(
+            position(b"4bf92f35-77b3-4da6-a3ce-929d0e0e4736").to_bits(),
+            position(b"4bf92f35-77b3-4da6-a3ce-929d0e0e4736").to_bits()
+        );
+        assert!((0.0..1.0).contains(&position(b"")));
+    }
+
+    #[test]
+    fn the_kept_fraction_follows_the_rate() {
+        let ids = ids(20_000);
+        for rate in [0.01, 0.1, 0.5, 0.9] {
+            let kept = ids
+                .iter()
+                .filter(|id| {
+                    decide(&sampling(rate), Some(id.as_bytes()), &Outcome::default()).is_some()
+                })
+                .count() as f64
+                / ids.len() as f64;
+            assert!((kept - rate).abs() < 0.015, "rate {rate}: kept {kept}");
+        }
+        // Sequential ids (a counter) spread as well.
+        let kept = (0..20_000)
+            .filter(|n| position(format!("req-{n}").as_bytes()) < 0.25)
+            .count();
+        assert!((4500..5500).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn a_lower_rate_keeps_a_subset_of_a_higher_one() {
+        for id in ids(2000) {
+            let low = decide(&sampling(0.1), Some(id.as_bytes()), &Outcome::default()).is_some();
+            let high = decide(&sampling(0.5), Some(id.as_bytes()), &Outcome::default()).is_some();
+            assert!(!low || high, "{id}");
+        }
+    }
+
+    #[test]
+    fn always_keep_classes_survive_rate_zero() {
+        let mut s = sampling(0.0);
+        s.always_keep.statuses = StatusSet::from_specs(&[StatusSpec {
+            low: 500,
+            high: 599,
+        }]);
+        let id = Some(&b"id"[..]);
+        let ok = Outcome {
+            status: Some(200),
+            duration_ms: 5,
+            ..Outcome::default()
+        };
+        assert_eq!(decide(&s, id, &ok), None);
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    status: Some(503),
+                    ..ok
+                }
+            ),
+            Some(Kept::Class("status"))
+        );
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    status: Some(404),
+                    ..ok
+                }
+            ),
+            None
+        );
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    breaker_rejected: true,
+                    ..ok
+                }
+            ),
+            Some(Kept::Class("breaker_rejected"))
+        );
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    fallback_served: true,
+                    ..ok
+                }
+            ),
+            Some(Kept::Class("fallback"))
+        );
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    duration_ms: 1000,
+                    ..ok
+                }
+            ),
+            Some(Kept::Class("slow"))
+        );
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    response_flags: 0x20,
+                    ..ok
+                }
+            ),
+            None,
+            "not listed by default"
+        );
+        s.always_keep.response_flags = true;
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    response_flags: 0x20,
+                    ..ok
+                }
+            ),
+            Some(Kept::Class("response_flags"))
+        );
+        s.always_keep = KeepClasses::default();
+        assert_eq!(
+            decide(
+                &s,
+                id,
+                &Outcome {
+                    status: Some(503),
+                    breaker_rejected: true,
+                    ..ok
+                }
+            ),
+            None
+        );
+        // Without any id to sample on, only the classes keep a request below rate 1.
+        assert_eq!(decide(&sampling(0.99), None, &ok), None);
+        assert_eq!(decide(&sampling(1.0), None, &ok), Some(Kept::Sampled));
+    }
+}
