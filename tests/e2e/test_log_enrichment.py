@@ -407,3 +407,19 @@ def test_malformed_requests_are_served_and_logged(log_envoy):
 
 def test_module_is_at_most_150_kib():
     assert dist_module("log_enrichment").stat().st_size <= 150 * 1024
+
+
+def test_correlation_ids_carrying_personal_data_or_repeated_are_not_forwarded(log_envoy, upstream):
+    envoy = log_envoy()
+    pii = request(envoy.url("/p"), headers={"x-correlation-id": FNR})
+    assert pii.headers["x-correlation-id"] != FNR
+    uuid.UUID(pii.headers["x-correlation-id"])
+    answer = raw_request(envoy.port, 'GET /twice HTTP/1.1\nhost: shop\nx-correlation-id: order-7\n'
+                         'x-correlation-id: bad"id\nconnection: close\n')  # fmt: skip
+    assert answer.startswith(b"HTTP/1.1 200")
+    first, second = upstream.received_headers()
+    assert first["x-correlation-id"] == pii.headers["x-correlation-id"]
+    assert second["x-correlation-id"] == "order-7", "the repeated header left as the one validated value"
+    records = wait_for_records(envoy.records, 2)
+    assert FNR not in json.dumps(records)
+    assert [r["breakwater.correlation"] for r in records] == ["replaced", "kept"]

@@ -131,15 +131,16 @@ impl Stream for LogStream {
         let header = config.correlation.header.as_str();
         let incoming = hostcall::request_header(header);
         let decision = engine.on_request(&Envoy, incoming.as_deref(), || self.fresh_id());
-        match (&decision.id, decision.action) {
-            (Some(id), _) if decision.rewrites_header() => {
+        match &decision.id {
+            // Set even when kept: a repeated header collapses to the one validated value.
+            Some(id) => {
                 let _ = hostcall::replace_request_header(header, id.as_bytes());
             }
             // Not trusted and nothing to put in its place: it does not travel on.
-            (None, CorrelationAction::Absent) if incoming.is_some() => {
+            None if incoming.is_some() => {
                 let _ = hostcall::remove_request_header(header);
             }
-            _ => {}
+            None => {}
         }
         for (name, value) in &config.upstream_headers.0 {
             let _ = hostcall::replace_request_header(name, value.as_bytes());

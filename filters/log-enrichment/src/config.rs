@@ -9,7 +9,7 @@ use breakwater_common::status::{StatusSet, StatusSpec};
 
 /// Bounds documented in the README.
 pub const MAX_LOGGED_HEADERS: usize = 32;
-/// Values logged per repeated header; further values are counted, not logged.
+/// Values logged per repeated header; further values are not logged.
 pub const MAX_VALUES_PER_HEADER: usize = 8;
 pub const DEFAULT_MAX_VALUE_BYTES: u32 = 1024;
 pub const MAX_VALUE_BYTES: u32 = 16 * 1024;

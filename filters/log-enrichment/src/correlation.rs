@@ -38,19 +38,22 @@ impl Decision {
     }
 }
 
-/// Decides the correlation id from the incoming header value; `fresh` makes a new id.
+/// Decides the correlation id from the incoming header value; `safe` says whether an id may
+/// be logged and forwarded (it carries no personal data), `fresh` makes a new id.
 pub fn decide(
     config: &Correlation,
     incoming: Option<&[u8]>,
+    safe: impl Fn(&[u8]) -> bool,
     fresh: impl FnOnce() -> String,
 ) -> Decision {
+    let valid = |id: &[u8]| is_valid_id(id) && safe(id);
     match incoming {
-        Some(id) if config.trust_incoming && is_valid_id(id) => Decision {
+        Some(id) if config.trust_incoming && valid(id) => Decision {
             // Valid ids are ASCII.
             id: Some(String::from_utf8_lossy(id).into_owned()),
             action: Action::Kept,
         },
-        Some(id) if !is_valid_id(id) => Decision {
+        Some(id) if !valid(id) => Decision {
             id: Some(fresh()),
             action: Action::Replaced,
         },
@@ -150,33 +153,40 @@ mod tests {
     #[test]
     fn decisions() {
         let fresh = || "fresh".to_string();
-        let kept = decide(&config(true, true), Some(b"abc-1"), fresh);
+        let kept = decide(&config(true, true), Some(b"abc-1"), |_| true, fresh);
         assert_eq!(
             (kept.id.as_deref(), kept.action),
             (Some("abc-1"), Action::Kept)
         );
         assert!(!kept.rewrites_header());
 
-        let replaced = decide(&config(true, true), Some(b"bad\r\nid"), fresh);
+        let replaced = decide(&config(true, true), Some(b"bad\r\nid"), |_| true, fresh);
         assert_eq!(
             (replaced.id.as_deref(), replaced.action),
             (Some("fresh"), Action::Replaced)
         );
         assert!(replaced.rewrites_header());
         // Invalid ids are replaced even when generating is off: they must not travel on.
-        let replaced = decide(&config(true, false), Some(&[b'x'; 200]), fresh);
+        let replaced = decide(&config(true, false), Some(&[b'x'; 200]), |_| true, fresh);
         assert_eq!(replaced.action, Action::Replaced);
 
-        let generated = decide(&config(true, true), None, fresh);
+        let generated = decide(&config(true, true), None, |_| true, fresh);
         assert_eq!(
             (generated.id.as_deref(), generated.action),
             (Some("fresh"), Action::Generated)
         );
-        let untrusted = decide(&config(false, true), Some(b"abc-1"), fresh);
+        let untrusted = decide(&config(false, true), Some(b"abc-1"), |_| true, fresh);
         assert_eq!(untrusted.action, Action::Generated);
 
-        let absent = decide(&config(true, false), None, fresh);
+        let absent = decide(&config(true, false), None, |_| true, fresh);
         assert_eq!((absent.id, absent.action), (None, Action::Absent));
+
+        // A well-formed id that carries personal data is replaced like an invalid one.
+        let unsafe_id = decide(&config(true, false), Some(b"01010012356"), |_| false, fresh);
+        assert_eq!(
+            (unsafe_id.id.as_deref(), unsafe_id.action),
+            (Some("fresh"), Action::Replaced)
+        );
     }
 
     #[test]

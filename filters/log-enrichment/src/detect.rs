@@ -16,8 +16,25 @@ pub enum Detector {
     Ipv6,
     Jwt,
     Bearer,
+    /// The value of a listed query or form parameter (configured by name, not selectable as
+    /// a detector; see `redact`).
+    QueryParam,
 }
 
+/// Every kind of redaction, for counting: the detectors and listed parameters.
+pub const KINDS: [Detector; 9] = [
+    Detector::Email,
+    Detector::PaymentCard,
+    Detector::Iban,
+    Detector::NoNationalId,
+    Detector::Ipv4,
+    Detector::Ipv6,
+    Detector::Jwt,
+    Detector::Bearer,
+    Detector::QueryParam,
+];
+
+/// The detectors a configuration can choose.
 pub const ALL: [Detector; 8] = [
     Detector::Email,
     Detector::PaymentCard,
@@ -40,6 +57,7 @@ impl Detector {
             Detector::Ipv6 => "ipv6",
             Detector::Jwt => "jwt",
             Detector::Bearer => "bearer",
+            Detector::QueryParam => "query_param",
         }
     }
 
@@ -57,6 +75,7 @@ impl Detector {
             Detector::Ipv6 => scan_ipv6(text, out),
             Detector::Jwt => scan_jwts(text, out),
             Detector::Bearer => scan_bearer(text, out),
+            Detector::QueryParam => {} // needs the configured names: `redact` finds these
         }
     }
 }
@@ -73,18 +92,51 @@ pub struct Span {
 /// span wins).
 pub fn find_all(text: &[u8], detectors: &[Detector]) -> Vec<Span> {
     let mut spans = Vec::new();
+    scan_all(text, detectors, &mut spans);
+    merge(spans)
+}
+
+/// Appends every detection of the enabled detectors, unsorted and possibly overlapping.
+pub fn scan_all(text: &[u8], detectors: &[Detector], spans: &mut Vec<Span>) {
     let traits = Traits::of(text);
     for d in detectors {
         if traits.may_contain(*d) {
-            d.scan(text, &mut spans);
+            d.scan(text, spans);
         }
     }
-    if spans.len() < 2 {
-        return spans;
+}
+
+/// Orders spans and drops overlaps: an earlier or (at the same start) longer span wins.
+///
+/// Each scanner reports its spans left to right, so the input is a few ascending runs; they
+/// are merged by always taking the earliest head (linear in spans × runs, and without the
+/// standard library's sort, which would cost ~3 KB of module).
+pub fn merge(spans: Vec<Span>) -> Vec<Span> {
+    let key = |s: &Span| (s.start, usize::MAX - s.end);
+    let mut heads: Vec<(usize, usize)> = Vec::new(); // (next index, end of run)
+    let mut run_start = 0;
+    for i in 1..=spans.len() {
+        let ascending = match (spans.get(i - 1), spans.get(i)) {
+            (Some(a), Some(b)) => key(a) <= key(b),
+            _ => false,
+        };
+        if !ascending {
+            heads.push((run_start, i));
+            run_start = i;
+        }
     }
-    spans.sort_unstable_by_key(|s| (s.start, usize::MAX - s.end));
     let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
-    for span in spans {
+    loop {
+        let next = heads
+            .iter_mut()
+            .filter(|(at, end)| at < end)
+            .filter_map(|head| spans.get(head.0).map(|span| (key(span), head)))
+            .min_by_key(|(k, _)| *k);
+        let Some((_, head)) = next else { break };
+        let Some(span) = spans.get(head.0).copied() else {
+            break;
+        };
+        head.0 += 1;
         match merged.last() {
             Some(last) if span.start < last.end => {}
             _ => merged.push(span),
@@ -100,7 +152,7 @@ struct Traits {
     at_signs: bool,
     dots: bool,
     colons: usize,
-    upper: bool,
+    letters: bool,
     b_letters: bool,
 }
 
@@ -111,7 +163,7 @@ impl Traits {
             at_signs: false,
             dots: false,
             colons: 0,
-            upper: false,
+            letters: false,
             b_letters: false,
         };
         for &b in text {
@@ -120,8 +172,11 @@ impl Traits {
                 b'@' => t.at_signs = true,
                 b'.' => t.dots = true,
                 b':' => t.colons += 1,
-                b'b' | b'B' => t.b_letters = true,
-                b'A'..=b'Z' => t.upper = true,
+                b'b' | b'B' => {
+                    t.b_letters = true;
+                    t.letters = true;
+                }
+                b'A'..=b'Z' | b'a'..=b'z' => t.letters = true,
                 _ => {}
             }
         }
@@ -133,11 +188,12 @@ impl Traits {
             Detector::Email => self.at_signs,
             Detector::PaymentCard => self.digits >= 12,
             Detector::NoNationalId => self.digits >= 11,
-            Detector::Iban => self.upper && self.digits >= 2,
+            Detector::Iban => self.letters && self.digits >= 2,
             Detector::Ipv4 => self.dots && self.digits >= 4,
             Detector::Ipv6 => self.colons >= 2,
-            Detector::Jwt => self.dots && self.upper, // "eyJ" and two dots
+            Detector::Jwt => self.dots && self.letters, // "eyJ" and two dots
             Detector::Bearer => self.b_letters,
+            Detector::QueryParam => false,
         }
     }
 }
@@ -153,11 +209,22 @@ fn before(text: &[u8], i: usize) -> u8 {
 // --- e-mail --------------------------------------------------------------------------------------
 
 fn is_local_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"._%+-".contains(&b)
+    b.is_ascii_alphanumeric() || b"._%+-".contains(&b) || b >= 0x80
 }
 
+/// Domain bytes, including UTF-8 (`blåbær.no`).
 fn is_domain_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b >= 0x80
+}
+
+/// A top-level domain: letters (any script), or punycode `xn--…`.
+fn is_tld(tld: &[u8]) -> bool {
+    let punycode = tld.len() > 4
+        && tld
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
+        && tld.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    punycode || (tld.len() >= 2 && tld.iter().all(|b| b.is_ascii_alphabetic() || *b >= 0x80))
 }
 
 fn scan_emails(text: &[u8], out: &mut Vec<Span>) {
@@ -176,14 +243,16 @@ fn scan_emails(text: &[u8], out: &mut Vec<Span>) {
             end += 1;
         }
         // A domain ends on a letter run of at least two after its last dot.
-        while end > i + 1 && !at(text, end - 1).is_ascii_alphanumeric() {
+        while end > i + 1
+            && !(at(text, end - 1).is_ascii_alphanumeric() || at(text, end - 1) >= 0x80)
+        {
             end -= 1;
         }
         let domain = text.get(i + 1..end).unwrap_or_default();
-        let tld_ok = domain.iter().rposition(|b| *b == b'.').is_some_and(|dot| {
-            let tld = domain.get(dot + 1..).unwrap_or_default();
-            tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) && dot > 0
-        });
+        let tld_ok = domain
+            .iter()
+            .rposition(|b| *b == b'.')
+            .is_some_and(|dot| dot > 0 && is_tld(domain.get(dot + 1..).unwrap_or_default()));
         if start < i && tld_ok {
             out.push(Span {
                 start,
@@ -199,56 +268,124 @@ fn scan_emails(text: &[u8], out: &mut Vec<Span>) {
 
 // --- digit groups: payment cards and Norwegian national identity numbers -------------------------
 
-/// Finds runs of digits, allowing single spaces or dashes between digits, bounded by
-/// non-alphanumerics, and hands each run (its digits and its span) to the detector.
+/// A run of digits in the text: bytes `start..end`.
+#[derive(Clone, Copy)]
+struct Group {
+    start: usize,
+    end: usize,
+}
+
+/// Finds runs of digit groups joined by single spaces or dashes ("4111 1111 1111 1111",
+/// "2024 01010012356 5"), bounded by non-alphanumerics, and tests every window of whole groups
+/// that could hold the detector's value, so a neighbouring number cannot hide one.
 fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
+    let mut groups: Vec<Group> = Vec::new();
     let mut i = 0;
     while i < text.len() {
         if !at(text, i).is_ascii_digit() || before(text, i).is_ascii_alphanumeric() {
             i += 1;
             continue;
         }
-        let start = i;
-        let mut digits: Vec<u8> = Vec::with_capacity(19);
+        groups.clear();
         let mut end = i;
-        while end < text.len() && digits.len() <= 24 {
-            let b = at(text, end);
-            if b.is_ascii_digit() {
-                digits.push(b - b'0');
+        loop {
+            let start = end;
+            while at(text, end).is_ascii_digit() {
                 end += 1;
-            } else if (b == b' ' || b == b'-') && at(text, end + 1).is_ascii_digit() {
-                end += 1;
-            } else {
+            }
+            groups.push(Group { start, end });
+            let joined = matches!(at(text, end), b' ' | b'-') && at(text, end + 1).is_ascii_digit();
+            if !joined {
                 break;
             }
+            end += 1;
         }
+        // A trailing group glued to letters ("12abc") is part of a token, not a number.
         if at(text, end).is_ascii_alphanumeric() {
-            // Part of a longer token (an id, a hash): skip it whole.
+            groups.pop();
             while end < text.len() && at(text, end).is_ascii_alphanumeric() {
                 end += 1;
             }
-            i = end;
-            continue;
         }
-        let raw = text.get(start..end).unwrap_or_default();
-        let found = match detector {
-            Detector::PaymentCard => is_payment_card(&digits),
-            // A national id is 11 digits, written together or as "DDMMYY NNNNN".
-            Detector::NoNationalId => {
-                digits.len() == 11
-                    && (raw.len() == 11 || (raw.len() == 12 && at(raw, 6) == b' '))
-                    && is_norwegian_national_id(&digits)
-            }
-            _ => false,
-        };
-        if found {
-            out.push(Span {
-                start,
-                end,
-                detector,
-            });
-        }
+        match_windows(text, &groups, detector, out);
         i = end.max(i + 1);
+    }
+}
+
+/// Tests windows of consecutive groups, longest first from each start; a match consumes its
+/// groups.
+fn match_windows(text: &[u8], groups: &[Group], detector: Detector, out: &mut Vec<Span>) {
+    let max_digits = match detector {
+        Detector::PaymentCard => 19,
+        _ => 11,
+    };
+    let mut digits: Vec<u8> = Vec::with_capacity(19);
+    let mut first = 0;
+    while first < groups.len() {
+        let mut found = None;
+        let mut count = 0;
+        let mut last = first;
+        while let Some(g) = groups.get(last) {
+            count += g.end - g.start;
+            if count > max_digits {
+                break;
+            }
+            last += 1;
+        }
+        // groups[first..last] hold at most max_digits digits; try the longest window first.
+        for stop in (first + 1..=last).rev() {
+            let window = groups.get(first..stop).unwrap_or_default();
+            digits.clear();
+            for g in window {
+                digits.extend(
+                    text.get(g.start..g.end)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|b| b - b'0'),
+                );
+            }
+            if window_matches(text, window, &digits, detector) {
+                found = Some(stop);
+                break;
+            }
+        }
+        match (found, groups.get(first)) {
+            (Some(stop), Some(head)) => {
+                let tail = groups.get(stop - 1).map_or(head.end, |g| g.end);
+                out.push(Span {
+                    start: head.start,
+                    end: tail,
+                    detector,
+                });
+                first = stop;
+            }
+            _ => first += 1,
+        }
+    }
+}
+
+fn window_matches(text: &[u8], window: &[Group], digits: &[u8], detector: Detector) -> bool {
+    let lengths = || window.iter().map(|g| g.end - g.start);
+    match detector {
+        // One group, or groups of 3 to 6 digits as cards are printed (4-4-4-4, 4-6-5).
+        Detector::PaymentCard => {
+            (window.len() == 1 || lengths().all(|n| (3..=6).contains(&n)))
+                && is_payment_card(digits)
+        }
+        // 11 digits together, or "DDMMYY IIIKK" (space or dash).
+        Detector::NoNationalId => {
+            let shape_ok = match window {
+                [_] => true,
+                [a, b] => {
+                    a.end - a.start == 6
+                        && b.end - b.start == 5
+                        && matches!(at(text, a.end), b' ' | b'-')
+                }
+                _ => false,
+            };
+            digits.len() == 11 && shape_ok && is_norwegian_national_id(digits)
+        }
+        _ => false,
     }
 }
 
@@ -285,7 +422,7 @@ fn prefix_number(digits: &[u8], n: usize) -> u32 {
 /// A card number: a scheme's prefix and length, and a valid Luhn checksum.
 pub fn is_payment_card(digits: &[u8]) -> bool {
     let len = digits.len();
-    if !(13..=19).contains(&len) || !luhn_valid(digits) {
+    if !(12..=19).contains(&len) || !luhn_valid(digits) {
         return false;
     }
     let p1 = prefix_number(digits, 1);
@@ -489,22 +626,33 @@ pub fn is_iban(compact: &[u8]) -> bool {
     remainder == 1
 }
 
+fn iban_length(country: &[u8]) -> Option<usize> {
+    IBAN_LENGTHS
+        .iter()
+        .find(|(code, _)| code.eq_ignore_ascii_case(country))
+        .map(|(_, len)| *len)
+}
+
 fn scan_ibans(text: &[u8], out: &mut Vec<Span>) {
     let mut i = 0;
     while i + 4 <= text.len() {
-        let starts = at(text, i).is_ascii_uppercase()
-            && at(text, i + 1).is_ascii_uppercase()
+        let starts = at(text, i).is_ascii_alphabetic()
+            && at(text, i + 1).is_ascii_alphabetic()
             && at(text, i + 2).is_ascii_digit()
             && at(text, i + 3).is_ascii_digit()
             && !before(text, i).is_ascii_alphanumeric();
-        if !starts {
+        let Some(length) = starts
+            .then(|| text.get(i..i + 2).and_then(iban_length))
+            .flatten()
+        else {
             i += 1;
             continue;
-        }
-        // Collect alphanumerics, allowing single spaces (printed IBANs come in groups of four).
-        let mut compact = Vec::with_capacity(34);
+        };
+        // Collect the country's length in alphanumerics, allowing single spaces (printed
+        // IBANs come in groups of four).
+        let mut compact = Vec::with_capacity(length);
         let mut end = i;
-        while end < text.len() && compact.len() < 34 {
+        while end < text.len() && compact.len() < length {
             let b = at(text, end);
             if b.is_ascii_alphanumeric() {
                 compact.push(b.to_ascii_uppercase());
@@ -515,29 +663,15 @@ fn scan_ibans(text: &[u8], out: &mut Vec<Span>) {
                 break;
             }
         }
-        // The collected run may continue into ordinary words: try each length that fits.
-        let found = (15..=compact.len())
-            .rev()
-            .find(|&n| compact.get(..n).is_some_and(is_iban));
-        match found {
-            Some(n) => {
-                // Map n compact characters back to a text end.
-                let mut seen = 0;
-                let mut stop = i;
-                while seen < n && stop < text.len() {
-                    if at(text, stop).is_ascii_alphanumeric() {
-                        seen += 1;
-                    }
-                    stop += 1;
-                }
-                out.push(Span {
-                    start: i,
-                    end: stop,
-                    detector: Detector::Iban,
-                });
-                i = stop;
-            }
-            None => i += 1,
+        if compact.len() == length && !at(text, end).is_ascii_alphanumeric() && is_iban(&compact) {
+            out.push(Span {
+                start: i,
+                end,
+                detector: Detector::Iban,
+            });
+            i = end;
+        } else {
+            i += 1;
         }
     }
 }
@@ -571,12 +705,26 @@ fn scan_ipv4(text: &[u8], out: &mut Vec<Span>) {
             i += 1;
             continue;
         }
+        // Four dot-separated digit runs; a fifth ("1.2.3.4.5", a version) disqualifies, a dot
+        // followed by a name ("10.1.2.3.nip.io") or ending a sentence does not.
         let mut end = i;
-        while end < text.len() && (at(text, end).is_ascii_digit() || at(text, end) == b'.') {
-            end += 1;
+        let mut dots = 0;
+        while end < text.len() {
+            let c = at(text, end);
+            if c.is_ascii_digit() {
+                end += 1;
+            } else if c == b'.' && dots < 3 && at(text, end + 1).is_ascii_digit() {
+                dots += 1;
+                end += 1;
+            } else {
+                break;
+            }
         }
+        let next = at(text, end);
+        let continues =
+            next.is_ascii_alphanumeric() || (next == b'.' && at(text, end + 1).is_ascii_digit());
         let candidate = text.get(i..end).unwrap_or_default();
-        if !at(text, end).is_ascii_alphanumeric() && parse_ipv4(candidate).is_some() {
+        if !continues && parse_ipv4(candidate).is_some() {
             out.push(Span {
                 start: i,
                 end,
@@ -591,29 +739,54 @@ fn is_ipv6_byte(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
+/// The longest IPv6 text form (with an IPv4 tail).
+const MAX_IPV6_TEXT: usize = 45;
+
 fn scan_ipv6(text: &[u8], out: &mut Vec<Span>) {
     let mut i = 0;
     while i < text.len() {
-        if !is_ipv6_byte(at(text, i))
-            || is_ipv6_byte(before(text, i))
-            || before(text, i).is_ascii_alphanumeric()
-        {
+        if !is_ipv6_byte(at(text, i)) {
             i += 1;
             continue;
         }
+        // A maximal run of hex digits, colons and dots; the address may start at the run's
+        // start or after any single colon in it ("ip:2001:db8::1", "addr:fe80::1").
         let mut end = i;
-        while end < text.len() && is_ipv6_byte(at(text, end)) && end - i < 45 {
+        while end < text.len() && is_ipv6_byte(at(text, end)) {
             end += 1;
         }
-        let candidate = text.get(i..end).unwrap_or_default();
-        let colons = candidate.iter().filter(|b| **b == b':').count();
-        if colons >= 2 && !at(text, end).is_ascii_alphanumeric() && parse_ipv6(candidate).is_some()
-        {
-            out.push(Span {
-                start: i,
-                end,
-                detector: Detector::Ipv6,
-            });
+        let mut run_end = end;
+        while run_end > i && at(text, run_end - 1) == b'.' {
+            run_end -= 1; // a sentence's full stop
+        }
+        let bounded = !at(text, end).is_ascii_alphanumeric();
+        let mut start = i;
+        while bounded && start < run_end {
+            let left_ok = start == i && !before(text, i).is_ascii_alphanumeric()
+                || (before(text, start) == b':'
+                    && before(text, start - 1) != b':'
+                    && at(text, start) != b':');
+            let candidate = text.get(start..run_end).unwrap_or_default();
+            if left_ok
+                && candidate.len() <= MAX_IPV6_TEXT
+                && candidate.iter().filter(|b| **b == b':').count() >= 2
+                && parse_ipv6(candidate).is_some()
+            {
+                out.push(Span {
+                    start,
+                    end: run_end,
+                    detector: Detector::Ipv6,
+                });
+                break;
+            }
+            // Next start: just after the next colon.
+            match text
+                .get(start..run_end)
+                .and_then(|t| t.iter().position(|b| *b == b':'))
+            {
+                Some(colon) => start += colon + 1,
+                None => break,
+            }
         }
         i = end.max(i + 1);
     }
@@ -697,7 +870,7 @@ fn is_base64url(b: u8) -> bool {
 fn scan_jwts(text: &[u8], out: &mut Vec<Span>) {
     let mut i = 0;
     while i + 3 <= text.len() {
-        if text.get(i..i + 3) != Some(b"eyJ") || is_base64url(before(text, i)) {
+        if text.get(i..i + 3) != Some(b"eyJ") || before(text, i).is_ascii_alphanumeric() {
             i += 1;
             continue;
         }
@@ -726,18 +899,23 @@ fn scan_jwts(text: &[u8], out: &mut Vec<Span>) {
 }
 
 fn scan_bearer(text: &[u8], out: &mut Vec<Span>) {
-    const WORD: &[u8] = b"bearer ";
+    const WORD: &[u8] = b"bearer";
     let mut i = 0;
     while i + WORD.len() < text.len() {
-        let matches = text
-            .get(i..i + WORD.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
+        let matches = matches!(at(text, i), b'b' | b'B')
+            && text
+                .get(i..i + WORD.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
+            && matches!(at(text, i + WORD.len()), b' ' | b'\t')
             && !before(text, i).is_ascii_alphanumeric();
         if !matches {
             i += 1;
             continue;
         }
-        let start = i + WORD.len();
+        let mut start = i + WORD.len();
+        while matches!(at(text, start), b' ' | b'\t') {
+            start += 1;
+        }
         let mut end = start;
         while end < text.len() && (is_base64url(at(text, end)) || b".~+/=".contains(&at(text, end)))
         {

@@ -347,3 +347,32 @@ fn detector_names_roundtrip() {
     }
     assert_eq!(Detector::from_name("ssn"), None);
 }
+
+#[test]
+fn merge_orders_runs_and_drops_overlaps() {
+    let span = |start, end| Span {
+        start,
+        end,
+        detector: Detector::Email,
+    };
+    // Three scanners' ascending runs, as scan_all appends them.
+    let spans = vec![
+        span(5, 8),
+        span(10, 12),
+        span(0, 3),
+        span(6, 7),
+        span(5, 9),
+        span(11, 20),
+    ];
+    let merged: Vec<(usize, usize)> = merge(spans).iter().map(|s| (s.start, s.end)).collect();
+    assert_eq!(
+        merged,
+        [(0, 3), (5, 9), (10, 12)],
+        "earlier wins; at the same start the longer"
+    );
+    assert!(merge(Vec::new()).is_empty());
+    // Many spans in many runs (reversed input: every span its own run) still come out sorted.
+    let reversed: Vec<Span> = (0..200).rev().map(|i| span(i * 2, i * 2 + 1)).collect();
+    let starts: Vec<usize> = merge(reversed).iter().map(|s| s.start).collect();
+    assert_eq!(starts, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+}

@@ -4,7 +4,7 @@
 
 use crate::config::{LogConfig, MAX_VALUES_PER_HEADER};
 use crate::correlation::{self, parse_traceparent, Decision};
-use crate::detect::ALL;
+use crate::detect::KINDS;
 use crate::record::{rfc3339, Record, Value};
 use crate::redact::{strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
 use crate::sampling::{self, Kept, Outcome};
@@ -127,8 +127,8 @@ fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]>
 struct Stats {
     records: Option<MetricId>,
     sampled_out: Option<MetricId>,
-    redactions: [Option<MetricId>; ALL.len()],
-    query_param_redactions: Option<MetricId>,
+    /// By kind, in the order of `KINDS` (`redactions.email`, …, `redactions.query_param`).
+    redactions: [Option<MetricId>; KINDS.len()],
     generated: Option<MetricId>,
     replaced: Option<MetricId>,
 }
@@ -140,8 +140,7 @@ impl Stats {
         Stats {
             records: counter("records"),
             sampled_out: counter("sampled_out"),
-            redactions: ALL.map(|d| counter(&format!("redactions.{}", d.name()))),
-            query_param_redactions: counter("redactions.query_param"),
+            redactions: KINDS.map(|d| counter(&format!("redactions.{}", d.name()))),
             generated: counter("correlation.generated"),
             replaced: counter("correlation.replaced"),
         }
@@ -195,7 +194,9 @@ impl Engine {
         incoming: Option<&[u8]>,
         fresh: impl FnOnce() -> String,
     ) -> Decision {
-        let decision = correlation::decide(&self.config.correlation, incoming, fresh);
+        // An id that carries personal data or a secret is as invalid as one with a CR/LF.
+        let safe = |id: &[u8]| !self.redactor.finds_anything(id);
+        let decision = correlation::decide(&self.config.correlation, incoming, safe, fresh);
         match decision.action {
             correlation::Action::Generated => bump(host, self.stats.generated),
             correlation::Action::Replaced => bump(host, self.stats.replaced),
@@ -255,13 +256,10 @@ impl Engine {
         let mut counts = Counts::default();
         let record = self.build(exchange, correlation, kept, &mut counts);
         bump(host, self.stats.records);
-        for (count, id) in counts.by_detector.iter().zip(self.stats.redactions.iter()) {
+        for (count, id) in counts.by_kind.iter().zip(self.stats.redactions.iter()) {
             if let (true, Some(id)) = (*count > 0, id) {
                 host.add_metric(*id, i64::from(*count));
             }
-        }
-        if let (true, Some(id)) = (counts.query_params > 0, self.stats.query_param_redactions) {
-            host.add_metric(id, i64::from(counts.query_params));
         }
         Some(record)
     }
@@ -299,7 +297,7 @@ impl Engine {
             r.str("span_id", tc.span_id);
         }
         if let Some(method) = header(headers, ":method") {
-            r.str("http.request.method", lossy(method, 32));
+            r.str("http.request.method", redactor.text(method, 32, counts));
         }
         if let Some(scheme) = header(headers, ":scheme") {
             r.str("url.scheme", lossy(scheme, 32));

@@ -447,8 +447,23 @@ fn correlation_decisions_are_counted() {
     assert_eq!(d.action, CorrelationAction::Replaced);
     let d = engine.on_request(&host, Some(b"good-id"), || "new".into());
     assert_eq!(d.action, CorrelationAction::Kept);
+    // Well-formed, but personal data: replaced, so it is neither logged nor forwarded.
+    for id in [
+        &b"01010012356"[..],
+        b"4111111111111111",
+        b"10.1.2.3",
+        b"ola.nordmann",
+    ] {
+        let d = engine.on_request(&host, Some(id), || "new".into());
+        let expected = if id == b"ola.nordmann" {
+            CorrelationAction::Kept
+        } else {
+            CorrelationAction::Replaced
+        };
+        assert_eq!(d.action, expected, "{}", String::from_utf8_lossy(id));
+    }
     assert_eq!(host.metric("breakwater.log.correlation.generated"), 1);
-    assert_eq!(host.metric("breakwater.log.correlation.replaced"), 1);
+    assert_eq!(host.metric("breakwater.log.correlation.replaced"), 4);
     let doc = json_of(
         &engine
             .finish(

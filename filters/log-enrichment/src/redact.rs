@@ -1,29 +1,34 @@
 //! Redaction of every logged string: detected values are replaced by a mask
 //! (`[REDACTED:email]`) or a keyed pseudonym (`[REDACTED:email:1f0c…]`); IP addresses are
-//! truncated to /24 and /48 instead. URL paths and queries are also checked after
-//! percent-decoding, so `ola%40example.no` is found, and listed query parameters are always
+//! truncated to /24 and /48 instead. Text is checked as sent and again percent-decoded (two
+//! levels, for URLs inside URLs), so `ola%40example.no` and `next=%2Fcb%3Ftoken%3D…` are found;
+//! listed parameters (`token=…` in a query, a form body or a URL in a header) are always
 //! redacted. Output is valid UTF-8 (invalid input bytes become U+FFFD) and capped in length.
 
 use crate::config::{Mode, Redaction};
-use crate::detect::{find_all, parse_ipv4, parse_ipv6, Detector, Span, ALL};
+use crate::detect::{merge, parse_ipv4, parse_ipv6, scan_all, Detector, Span, KINDS};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::borrow::Cow;
 
-/// Redactions per detector, plus listed query parameters, for one record.
+/// Redactions per kind (the detectors and listed parameters) for one record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    pub by_detector: [u32; ALL.len()],
-    pub query_params: u32,
+    /// Indexed by `Detector as usize`, in the order of [`KINDS`].
+    pub by_kind: [u32; KINDS.len()],
 }
 
 impl Counts {
     pub fn total(&self) -> u32 {
-        self.by_detector.iter().sum::<u32>() + self.query_params
+        self.by_kind.iter().sum()
     }
 
-    fn add(&mut self, detector: Detector) {
-        if let Some(slot) = self.by_detector.get_mut(detector as usize) {
+    pub fn of(&self, kind: Detector) -> u32 {
+        self.by_kind.get(kind as usize).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, kind: Detector) {
+        if let Some(slot) = self.by_kind.get_mut(kind as usize) {
             *slot += 1;
         }
     }
@@ -35,6 +40,18 @@ const PSEUDONYM_BYTES: usize = 8;
 /// Extra body bytes read past the excerpt limit so that a value crossing the limit is seen
 /// whole by the detectors (the longest, an IBAN with spaces, is 42 bytes).
 pub const BODY_LOOKAHEAD: usize = 64;
+
+/// Percent-decoding levels checked after the text as sent.
+const DECODE_LEVELS: usize = 2;
+
+/// How decoded text that had to be redacted is written back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// As text (header values, bodies).
+    Text,
+    /// Re-encoded, so a URL component stays one component.
+    Url,
+}
 
 pub struct Redactor {
     detectors: Vec<Detector>,
@@ -56,32 +73,42 @@ impl Redactor {
         }
     }
 
-    /// Free text (a header value, a body excerpt), capped at `max` bytes. Values hidden by
-    /// percent-encoding (a form body, a URL in a header) are found too; the text is then
-    /// logged decoded, with the values redacted.
+    /// Free text (a header value, a body excerpt), capped at `max` bytes. When decoding
+    /// revealed something, the text is logged decoded, with the values redacted.
     pub fn text(&self, input: &[u8], max: usize, counts: &mut Counts) -> String {
         let mut out = String::with_capacity(input.len().min(max) + 16);
-        self.component(input, false, counts, &mut out, push_lossy);
+        self.layers(input, true, Form::Text, counts, &mut out);
         cap(&mut out, max);
         out
     }
 
-    /// A URL path (no query), checked raw and percent-decoded.
+    /// Whether the detectors or the parameter rule find anything in `text` (as sent or decoded).
+    pub fn finds_anything(&self, text: &[u8]) -> bool {
+        let mut counts = Counts::default();
+        let mut out = String::new();
+        self.layers(text, true, Form::Text, &mut counts, &mut out);
+        counts.total() > 0
+    }
+
+    /// A URL path (no query).
     pub fn path(&self, raw: &[u8], counts: &mut Counts) -> String {
         let mut out = String::with_capacity(raw.len());
-        self.component(raw, false, counts, &mut out, percent_encode);
+        self.layers(raw, false, Form::Url, counts, &mut out);
         cap(&mut out, self.max_value_bytes);
         out
     }
 
-    /// A query string (without `?`): listed parameters are redacted whatever their value, the
-    /// rest are checked like paths, each name and value on its own.
+    /// A query string (without `?`), pair by pair (`&` or `;`): a listed parameter's value is
+    /// redacted whatever it holds; names and other values are checked like paths.
     pub fn query(&self, raw: &[u8], counts: &mut Counts) -> String {
         let mut out = String::with_capacity(raw.len());
-        for (i, pair) in raw.split(|b| *b == b'&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
+        let mut rest = raw;
+        loop {
+            let split = rest.iter().position(|b| *b == b'&' || *b == b';');
+            let (pair, separator) = match split {
+                Some(at) => (rest.get(..at).unwrap_or_default(), rest.get(at).copied()),
+                None => (rest, None),
+            };
             let (name, value) = match pair.iter().position(|b| *b == b'=') {
                 Some(eq) => (
                     pair.get(..eq).unwrap_or_default(),
@@ -89,19 +116,24 @@ impl Redactor {
                 ),
                 None => (pair, None),
             };
-            self.component(name, true, counts, &mut out, percent_encode);
-            let Some(value) = value else { continue };
-            out.push('=');
-            let decoded_name = percent_decode(name, true);
-            let listed = self
-                .query_params
-                .iter()
-                .any(|p| p.as_bytes().eq_ignore_ascii_case(&decoded_name));
-            if listed && !value.is_empty() {
-                counts.query_params += 1;
-                self.replacement_for_param(&percent_decode(value, true), &mut out);
-            } else {
-                self.component(value, true, counts, &mut out, percent_encode);
+            self.layers(name, true, Form::Url, counts, &mut out);
+            if let Some(value) = value {
+                out.push('=');
+                if !value.is_empty() && self.is_listed(&percent_decode(name, true)) {
+                    counts.add(Detector::QueryParam);
+                    let mut marker = Vec::new();
+                    self.mask("query_param", &percent_decode(value, true), &mut marker);
+                    push_lossy(&mut out, &marker);
+                } else {
+                    self.layers(value, true, Form::Url, counts, &mut out);
+                }
+            }
+            match (separator, split) {
+                (Some(sep), Some(at)) => {
+                    out.push(char::from(sep));
+                    rest = rest.get(at + 1..).unwrap_or_default();
+                }
+                _ => break,
             }
         }
         cap(&mut out, self.max_value_bytes);
@@ -123,85 +155,153 @@ impl Redactor {
         parse_ipv6(host).map(truncated_ipv6)
     }
 
-    /// Redacts `raw`, checked as sent and percent-decoded. Without detections the raw text is
-    /// kept as sent; otherwise the text in which the detectors found values is written with
-    /// them replaced, its other parts through `keep` (re-encoding for URLs).
-    fn component(
+    /// A parameter name listed for redaction (case-insensitive; a `[]` suffix and spaces
+    /// around it are ignored).
+    fn is_listed(&self, name: &[u8]) -> bool {
+        let name = name.trim_ascii();
+        let name = match name.iter().position(|b| *b == b'[') {
+            Some(bracket) if name.last() == Some(&b']') => name.get(..bracket).unwrap_or(name),
+            _ => name,
+        };
+        self.query_params
+            .iter()
+            .any(|p| p.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Redacts `raw` as sent, then percent-decoded up to [`DECODE_LEVELS`] times. The deepest
+    /// level that found something is written (its decoded text in `form`); if no level found
+    /// anything, `raw` is kept as sent.
+    fn layers(
         &self,
         raw: &[u8],
         plus_is_space: bool,
+        form: Form,
         counts: &mut Counts,
         out: &mut String,
-        keep: fn(&mut String, &[u8]),
     ) {
-        let decoded = percent_decode(raw, plus_is_space);
-        let mut spans = find_all(&decoded, &self.detectors);
-        if spans.is_empty() {
-            if let Cow::Owned(_) = decoded {
-                spans = find_all(raw, &self.detectors);
-            }
-            if !spans.is_empty() {
-                self.splice(raw, &spans, counts, out, push_lossy);
-            } else {
-                push_lossy(out, raw);
-            }
-            return;
-        }
-        let keep = if matches!(decoded, Cow::Borrowed(_)) {
-            push_lossy
-        } else {
-            keep
+        let sent = self.redact_once(raw, counts);
+        let mut layer: Cow<'_, [u8]> = match &sent {
+            Some(redacted) => Cow::Borrowed(redacted.as_slice()),
+            None => Cow::Borrowed(raw),
         };
-        self.splice(&decoded, &spans, counts, out, keep);
+        let mut decoded_hit: Option<Vec<u8>> = None;
+        for _ in 0..DECODE_LEVELS {
+            let Cow::Owned(decoded) = percent_decode(&layer, plus_is_space) else {
+                break; // nothing left to decode
+            };
+            layer = match self.redact_once(&decoded, counts) {
+                Some(redacted) => {
+                    decoded_hit = Some(redacted.clone());
+                    Cow::Owned(redacted)
+                }
+                None => Cow::Owned(decoded),
+            };
+        }
+        match (decoded_hit, sent) {
+            (Some(decoded), _) if form == Form::Url => percent_encode(out, &decoded),
+            (Some(decoded), _) => push_lossy(out, &decoded),
+            (None, Some(redacted)) => push_lossy(out, &redacted),
+            (None, None) => push_lossy(out, raw),
+        }
     }
 
-    /// Writes `text` with each span replaced; the parts between spans go through `keep`.
-    fn splice(
-        &self,
-        text: &[u8],
-        spans: &[Span],
-        counts: &mut Counts,
-        out: &mut String,
-        mut keep: impl FnMut(&mut String, &[u8]),
-    ) {
+    /// `text` with every detection replaced, or `None` when there is none.
+    fn redact_once(&self, text: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
+        let mut spans = Vec::new();
+        scan_all(text, &self.detectors, &mut spans);
+        self.param_spans(text, &mut spans);
+        if spans.is_empty() {
+            return None;
+        }
+        let spans = merge(spans);
+        let mut out = Vec::with_capacity(text.len() + 16 * spans.len());
         let mut at = 0;
-        for span in spans {
-            keep(out, text.get(at..span.start).unwrap_or_default());
+        for span in &spans {
+            out.extend_from_slice(text.get(at..span.start).unwrap_or_default());
             let value = text.get(span.start..span.end).unwrap_or_default();
-            self.replacement(span.detector, value, out);
+            self.replacement(span.detector, value, &mut out);
             counts.add(span.detector);
             at = span.end;
         }
-        keep(out, text.get(at..).unwrap_or_default());
+        out.extend_from_slice(text.get(at..).unwrap_or_default());
+        Some(out)
     }
 
-    fn replacement(&self, detector: Detector, value: &[u8], out: &mut String) {
+    /// Values of listed parameters anywhere in the text (`…?token=abc&…`, `password=x` in a
+    /// form body, a URL in a header): the value after `=` up to `&`, `;`, `#`, a quote, a bracket or white space.
+    fn param_spans(&self, text: &[u8], out: &mut Vec<Span>) {
+        if self.query_params.is_empty() {
+            return;
+        }
+        let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+        for (eq, _) in text.iter().enumerate().filter(|(_, b)| **b == b'=') {
+            let mut name_end = eq;
+            while name_end > 0 && text.get(name_end - 1) == Some(&b' ') {
+                name_end -= 1;
+            }
+            if name_end > 0 && text.get(name_end - 1) == Some(&b']') {
+                // `token[]=` / `token[0]=`: the name before the brackets.
+                let window = text
+                    .get(name_end.saturating_sub(16)..name_end)
+                    .unwrap_or_default();
+                if let Some(open) = window.iter().rposition(|b| *b == b'[') {
+                    name_end = name_end.saturating_sub(16) + open;
+                }
+            }
+            let mut name_start = name_end;
+            while name_start > 0 && text.get(name_start - 1).copied().is_some_and(is_name_byte) {
+                name_start -= 1;
+            }
+            let name = text.get(name_start..name_end).unwrap_or_default();
+            if name.is_empty() || !self.is_listed(name) {
+                continue;
+            }
+            let mut start = eq + 1;
+            while text.get(start) == Some(&b' ') {
+                start += 1;
+            }
+            let mut end = start;
+            while text.get(end).is_some_and(|b| {
+                !matches!(
+                    b,
+                    b'&' | b';' | b'#' | b'"' | b'\'' | b'<' | b'>' | b' ' | b'\t' | b'\r' | b'\n'
+                )
+            }) {
+                end += 1;
+            }
+            if end > start {
+                out.push(Span {
+                    start,
+                    end,
+                    detector: Detector::QueryParam,
+                });
+            }
+        }
+    }
+
+    fn replacement(&self, detector: Detector, value: &[u8], out: &mut Vec<u8>) {
         match detector {
             Detector::Ipv4 => match parse_ipv4(value) {
-                Some(octets) => out.push_str(&truncated_ipv4(octets)),
+                Some(octets) => out.extend_from_slice(truncated_ipv4(octets).as_bytes()),
                 None => self.mask(detector.name(), value, out),
             },
             Detector::Ipv6 => match parse_ipv6(value) {
-                Some(segments) => out.push_str(&truncated_ipv6(segments)),
+                Some(segments) => out.extend_from_slice(truncated_ipv6(segments).as_bytes()),
                 None => self.mask(detector.name(), value, out),
             },
             _ => self.mask(detector.name(), &normalize(detector, value), out),
         }
     }
 
-    fn replacement_for_param(&self, value: &[u8], out: &mut String) {
-        self.mask("query_param", value, out);
-    }
-
     /// `[REDACTED:<what>]`, or with a key `[REDACTED:<what>:<pseudonym>]`.
-    fn mask(&self, what: &str, normalized: &[u8], out: &mut String) {
-        out.push_str("[REDACTED:");
-        out.push_str(what);
+    fn mask(&self, what: &str, normalized: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(b"[REDACTED:");
+        out.extend_from_slice(what.as_bytes());
         if let Some(key) = &self.key {
-            out.push(':');
-            out.push_str(&pseudonym(key, what, normalized));
+            out.push(b':');
+            out.extend_from_slice(pseudonym(key, what, normalized).as_bytes());
         }
-        out.push(']');
+        out.push(b']');
     }
 }
 
@@ -252,8 +352,15 @@ fn truncated_ipv4(octets: [u8; 4]) -> String {
 }
 
 fn truncated_ipv6(segments: [u16; 8]) -> String {
-    let [a, b, c, ..] = segments;
-    format!("{a:x}:{b:x}:{c:x}::/48")
+    match segments {
+        // IPv4-mapped (`::ffff:10.1.2.3`): the IPv4 address is what identifies the client.
+        [0, 0, 0, 0, 0, 0xffff, high, low] => {
+            let [a, b] = high.to_be_bytes();
+            let [c, d] = low.to_be_bytes();
+            truncated_ipv4([a, b, c, d])
+        }
+        [a, b, c, ..] => format!("{a:x}:{b:x}:{c:x}::/48"),
+    }
 }
 
 /// Appends bytes as UTF-8, replacing invalid sequences with U+FFFD.
@@ -304,7 +411,7 @@ pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Cow<'_, [u8]> {
 /// Re-encodes decoded text so the logged URL stays one unambiguous component.
 fn percent_encode(out: &mut String, bytes: &[u8]) {
     for &b in bytes {
-        let plain = b.is_ascii_graphic() && !b"%\"#&+=?<>\\^`{|}[]".contains(&b);
+        let plain = b.is_ascii_graphic() && !b"%\"#&+=?<>\\^`{|};".contains(&b);
         if plain {
             out.push(char::from(b));
         } else {
