@@ -31,13 +31,6 @@ pub struct Decision {
     pub action: Action,
 }
 
-impl Decision {
-    /// Whether the request's header must be set to `id` before it goes upstream.
-    pub fn rewrites_header(&self) -> bool {
-        matches!(self.action, Action::Generated | Action::Replaced)
-    }
-}
-
 /// Decides the correlation id from the incoming header value; `safe` says whether an id may
 /// be logged and forwarded (it carries no personal data), `fresh` makes a new id.
 pub fn decide(
@@ -158,14 +151,12 @@ mod tests {
             (kept.id.as_deref(), kept.action),
             (Some("abc-1"), Action::Kept)
         );
-        assert!(!kept.rewrites_header());
 
         let replaced = decide(&config(true, true), Some(b"bad\r\nid"), |_| true, fresh);
         assert_eq!(
             (replaced.id.as_deref(), replaced.action),
             (Some("fresh"), Action::Replaced)
         );
-        assert!(replaced.rewrites_header());
         // Invalid ids are replaced even when generating is off: they must not travel on.
         let replaced = decide(&config(true, false), Some(&[b'x'; 200]), |_| true, fresh);
         assert_eq!(replaced.action, Action::Replaced);

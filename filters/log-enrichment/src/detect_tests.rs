@@ -326,7 +326,7 @@ fn tokens() {
 #[test]
 fn overlapping_detections_merge() {
     let text = "mail 4111111111111111@example.com and 10.0.0.1";
-    let spans = find_all(text.as_bytes(), &ALL);
+    let spans = find_all(text.as_bytes(), ALL);
     let names: Vec<&str> = spans.iter().map(|s| s.detector.name()).collect();
     assert_eq!(names, ["email", "ipv4"]);
 }
@@ -335,15 +335,15 @@ fn overlapping_detections_merge() {
 fn hostile_input_stays_linear_and_safe() {
     let long =
         "1".repeat(100_000) + &"@".repeat(10_000) + &"a:".repeat(10_000) + &"eyJ.".repeat(10_000);
-    let spans = find_all(long.as_bytes(), &ALL);
+    let spans = find_all(long.as_bytes(), ALL);
     assert!(spans.len() < 10);
-    assert!(find_all(&[0xff, 0xfe, b'@', 0x80], &ALL).is_empty());
+    assert!(find_all(&[0xff, 0xfe, b'@', 0x80], ALL).is_empty());
 }
 
 #[test]
 fn detector_names_roundtrip() {
     for d in ALL {
-        assert_eq!(Detector::from_name(d.name()), Some(d));
+        assert_eq!(Detector::from_name(d.name()), Some(*d));
     }
     assert_eq!(Detector::from_name("ssn"), None);
 }
