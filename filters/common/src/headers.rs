@@ -46,7 +46,8 @@ impl HeaderList {
     }
 }
 
-fn is_token_byte(b: u8) -> bool {
+/// A byte allowed in an HTTP header name (an RFC 9110 token).
+pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -4,7 +4,7 @@
 use crate::detect::{Detector, ALL};
 use breakwater_common::config::{parse_document, ConfigError, Field, FieldPath, Obj};
 use breakwater_common::duration;
-use breakwater_common::headers::HeaderList;
+use breakwater_common::headers::{is_token_byte, HeaderList};
 use breakwater_common::status::{StatusSet, StatusSpec};
 
 /// Bounds documented in the README.
@@ -255,10 +255,6 @@ fn service(mut obj: Obj<'_>) -> Result<Service, ConfigError> {
     };
     obj.finish()?;
     Ok(service)
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A header name: an HTTP token, lower-cased, not a pseudo-header.

@@ -6,7 +6,7 @@ use crate::config::{LogConfig, MAX_VALUES_PER_HEADER};
 use crate::correlation::{self, parse_traceparent, Decision};
 use crate::detect::KINDS;
 use crate::record::{rfc3339, Record, Value};
-use crate::redact::{strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
+use crate::redact::{split_authority, strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
 use crate::sampling::{self, Kept, Outcome};
 use breakwater_common::flags::FlagSet;
 use breakwater_common::host::{bump, Host, MetricId, MetricKind};
@@ -254,7 +254,7 @@ impl Engine {
         };
 
         let mut counts = Counts::default();
-        let record = self.build(exchange, correlation, kept, &mut counts);
+        let record = self.build(exchange, request_id, correlation, kept, &mut counts);
         bump(host, self.stats.records);
         for (count, id) in counts.by_kind.iter().zip(self.stats.redactions.iter()) {
             if let (true, Some(id)) = (*count > 0, id) {
@@ -267,6 +267,7 @@ impl Engine {
     fn build(
         &self,
         exchange: &Exchange,
+        request_id: Option<&[u8]>,
         correlation: &Decision,
         kept: Kept,
         counts: &mut Counts,
@@ -285,7 +286,7 @@ impl Engine {
         if let Some(ns) = exchange.start_unix_nanos {
             r.str("timestamp", rfc3339(ns));
         }
-        if let Some(id) = header(headers, "x-request-id") {
+        if let Some(id) = request_id {
             let text = redactor.text(id, MAX_SHORT_VALUE, counts);
             r.str("request.id", text);
         }
@@ -477,28 +478,6 @@ impl Engine {
                 Value::List(values.collect()),
             );
         }
-    }
-}
-
-/// Splits `host[:port]` (IPv6 hosts in brackets; anything unclear stays whole).
-fn split_authority(authority: &[u8]) -> (&[u8], Option<u16>) {
-    let colon = if authority.first() == Some(&b'[') {
-        match authority.iter().position(|b| *b == b']') {
-            Some(close) if authority.get(close + 1) == Some(&b':') => close + 1,
-            _ => return (authority, None),
-        }
-    } else {
-        match authority.iter().position(|b| *b == b':') {
-            Some(c) if !authority.get(c + 1..).unwrap_or_default().contains(&b':') => c,
-            _ => return (authority, None),
-        }
-    };
-    let port = std::str::from_utf8(authority.get(colon + 1..).unwrap_or_default())
-        .ok()
-        .and_then(|p| p.parse().ok());
-    match port {
-        Some(port) => (authority.get(..colon).unwrap_or_default(), Some(port)),
-        None => (authority, None),
     }
 }
 

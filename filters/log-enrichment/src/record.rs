@@ -33,10 +33,6 @@ impl Record {
         self.push(key, Value::Str(value));
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
     /// The record as one JSON object.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(64 + self.fields.len() * 48);

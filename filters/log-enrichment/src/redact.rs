@@ -142,13 +142,11 @@ impl Redactor {
 
     /// A source address (`ip:port` or `[ip]:port`): the address truncated, the port dropped.
     pub fn client_address(address: &[u8]) -> Option<String> {
-        let host = match address.strip_prefix(b"[") {
-            Some(rest) => rest.split(|b| *b == b']').next().unwrap_or_default(),
-            None => match address.iter().filter(|b| **b == b':').count() {
-                1 => address.split(|b| *b == b':').next().unwrap_or_default(),
-                _ => address,
-            },
-        };
+        let (host, _port) = split_authority(address);
+        let host = host
+            .strip_prefix(b"[")
+            .and_then(|h| h.strip_suffix(b"]"))
+            .unwrap_or(host);
         if let Some(v4) = parse_ipv4(host) {
             return Some(truncated_ipv4(v4));
         }
@@ -302,6 +300,28 @@ impl Redactor {
             out.extend_from_slice(pseudonym(key, what, normalized).as_bytes());
         }
         out.push(b']');
+    }
+}
+
+/// Splits `host[:port]` (IPv6 hosts in brackets; anything unclear stays whole).
+pub fn split_authority(authority: &[u8]) -> (&[u8], Option<u16>) {
+    let colon = if authority.first() == Some(&b'[') {
+        match authority.iter().position(|b| *b == b']') {
+            Some(close) if authority.get(close + 1) == Some(&b':') => close + 1,
+            _ => return (authority, None),
+        }
+    } else {
+        match authority.iter().position(|b| *b == b':') {
+            Some(c) if !authority.get(c + 1..).unwrap_or_default().contains(&b':') => c,
+            _ => return (authority, None),
+        }
+    };
+    let port = std::str::from_utf8(authority.get(colon + 1..).unwrap_or_default())
+        .ok()
+        .and_then(|p| p.parse().ok());
+    match port {
+        Some(port) => (authority.get(..colon).unwrap_or_default(), Some(port)),
+        None => (authority, None),
     }
 }
 
