@@ -21,12 +21,13 @@ ENVOY_BIN := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 MAX_WASM_BYTES := 153600
 FILTERS := circuit_breaker fallback log_enrichment
 WASMS := $(FILTERS:%=dist/%.wasm)
-RUST_SOURCES := Cargo.toml Cargo.lock $(shell find filters -name '*.rs' -o -name Cargo.toml 2>/dev/null)
+RUST_SOURCES := Cargo.toml Cargo.lock $(shell find filters -path filters/cli -prune -o \( -name '*.rs' -o -name Cargo.toml \) -print 2>/dev/null)
+CLI_SOURCES := $(RUST_SOURCES) $(shell find filters/cli -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 # wasm-bindgen-test-runner must match the wasm-bindgen in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/version = |"/, ""); print }' Cargo.lock)
 WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
 
-.PHONY: help build envoy demo run test unit-test wasm-test e2e bench lint size clean
+.PHONY: help build envoy demo run test unit-test wasm-test e2e bench lint size clean cli validate oci oci-layouts push schemas bench-tools bench-instructions
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
@@ -41,8 +42,15 @@ $(TOOLS)/.target-wasm32-unknown-unknown:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@mkdir -p $(TOOLS) && touch $@
 
+# Reproducible modules (the OCI image digests pinned in istio/ depend on them): paths compiled
+# into the module (panic locations) are remapped, so a clone in another directory or under
+# another CARGO_HOME builds the same bytes.
+CARGO_HOME ?= $(HOME)/.cargo
+WASM_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/breakwater --remap-path-prefix=$(CARGO_HOME)=/cargo
+
 dist/%.wasm: $(RUST_SOURCES) $(TOOLS)/.target-wasm32-wasip1
-	cargo build --release --locked --target wasm32-wasip1 -p $(subst _,-,$*)
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(WASM_RUSTFLAGS)" \
+	  cargo build --release --locked --target wasm32-wasip1 -p $(subst _,-,$*)
 	@mkdir -p dist && cp target/wasm32-wasip1/release/$*.wasm $@
 	@size=$$(stat -c %s $@); \
 	  if [ $$size -gt $(MAX_WASM_BYTES) ]; then echo "$@ is $$size bytes, over the $(MAX_WASM_BYTES)-byte limit" >&2; rm -f $@; exit 1; fi; \
@@ -79,20 +87,77 @@ $(WASM_BINDGEN_RUNNER):
 wasm-test: $(TOOLS)/.target-wasm32-unknown-unknown $(WASM_BINDGEN_RUNNER) ## the same unit tests on wasm32 in Node's V8
 	@command -v node >/dev/null || { echo "Node.js is needed to run the wasm32 unit tests" >&2; exit 1; }
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
-	  cargo test --locked --workspace --target wasm32-unknown-unknown
+	  cargo test --locked --workspace --exclude breakwater-cli --target wasm32-unknown-unknown
 
-e2e: build envoy ## end-to-end tests against a real Envoy (2 workers) and a real upstream
-	ENVOY=$(ENVOY_BIN) $(PYTHON) -m pytest -q tests/harness_selftest tests/e2e
+e2e: build envoy $(CLI) ## end-to-end tests: the filters on a real Envoy (2 workers), the Istio manifests, images and registry
+	ENVOY=$(ENVOY_BIN) $(PYTHON) -m pytest -q tests/harness_selftest tests/e2e tests/istio
 
-bench: build envoy ## benchmarks, not part of `make test`: what redaction costs, natively and in Envoy
-	cargo bench --locked -p log-enrichment --bench redaction
-	ENVOY=$(ENVOY_BIN) $(PYTHON) -m bench.log_enrichment
+# Benchmark tools: wrk and valgrind from Debian (installed if missing and apt-get is there),
+# oha from crates.io (into .tools/), matplotlib for the plots (into .venv).
+OHA_VERSION := 1.16.0
+OHA := $(TOOLS)/oha-$(OHA_VERSION)/bin/oha
+
+$(OHA):
+	cargo install --locked --root $(TOOLS)/oha-$(OHA_VERSION) oha --version $(OHA_VERSION) --no-default-features --features native-tls
+
+$(VENV)/.bench-requirements: bench/requirements.txt | $(VENV)/.requirements
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench-tools: $(OHA) $(VENV)/.bench-requirements
+	@missing=""; for t in wrk valgrind taskset; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk valgrind util-linux; \
+	    else sudo apt-get update -qq && sudo apt-get install -y -qq wrk valgrind util-linux; fi; fi
+
+dist/bench/empty_filter.wasm: bench/empty-filter/src/lib.rs bench/empty-filter/Cargo.toml Cargo.lock $(TOOLS)/.target-wasm32-wasip1
+	cargo build --release --locked --target wasm32-wasip1 -p empty-filter
+	@mkdir -p dist/bench && cp target/wasm32-wasip1/release/empty_filter.wasm $@
+
+bench: build envoy bench-tools dist/bench/empty_filter.wasm ## benchmarks (not part of `make test`; QUICK=1 for a short run): bench/RESULTS.md
+	ENVOY=$(ENVOY_BIN) QUICK=$(QUICK) $(PYTHON) -m bench.run
+
+bench-instructions: ## instructions per request (callgrind) against bench/instructions.json; UPDATE=1 stores new counts
+	$(PYTHON) -m bench.instructions $(if $(UPDATE),--update,)
 
 lint: $(TOOLS)/.target-wasm32-wasip1 $(TOOLS)/.target-wasm32-unknown-unknown ## rustfmt and clippy (native and wasm32), warnings are errors
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
-	cargo clippy --locked --workspace --target wasm32-wasip1 -- -D warnings
-	cargo clippy --locked --workspace --all-targets --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --locked --workspace --exclude breakwater-cli --target wasm32-wasip1 -- -D warnings
+	cargo clippy --locked --workspace --exclude breakwater-cli --all-targets --target wasm32-unknown-unknown -- -D warnings
+
+CLI := target/debug/breakwater
+VERSION := $(shell awk -F'"' '/^version = / { print $$2; exit }' Cargo.toml)
+OCI_IMAGES := $(FILTERS:%=dist/oci/%)
+REGISTRY ?=
+TLS_VERIFY ?= true
+
+cli: $(CLI) ## build the native `breakwater` command (target/debug/breakwater)
+
+$(CLI): $(CLI_SOURCES)
+	cargo build --locked -p breakwater-cli
+	@touch $@
+
+validate: $(CLI) ## check istio/ and envoy/: WasmPlugin schema, and every filter config with the filter's own parser
+	$(CLI) validate $(sort $(wildcard istio/*.yaml istio/*/*.yaml istio/*/*/*.yaml)) envoy/*.yaml
+
+schemas: $(CLI) ## write filters/*/config.schema.json (JSON Schema of each filter's configuration)
+	@for f in $(FILTERS); do n=$$(echo $$f | tr _ -); $(CLI) schema $$n > filters/$$n/config.schema.json; echo "filters/$$n/config.schema.json"; done
+
+oci-layouts: build $(CLI)
+	@for f in $(FILTERS); do n=$$(echo $$f | tr _ -); \
+	  printf '%-16s ' $$n; $(CLI) oci build --wasm dist/$$f.wasm --name $$n --tag $(VERSION) --out dist/oci/$$n || exit 1; done
+
+oci: oci-layouts ## build the Istio Wasm OCI images (dist/oci/<filter>) and pin their digests in istio/
+	$(CLI) oci pin --layouts dist/oci istio/base/*.yaml
+
+push: oci-layouts ## push the images: make push REGISTRY=host:port/namespace [TLS_VERIFY=false] (needs skopeo)
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host:port/namespace" >&2; exit 1; }
+	@command -v skopeo >/dev/null || { echo "skopeo is needed (Debian: apt-get install skopeo)" >&2; exit 1; }
+	@for f in $(FILTERS); do n=$$(echo $$f | tr _ -); \
+	  skopeo copy --quiet --preserve-digests --dest-tls-verify=$(TLS_VERIFY) \
+	    oci:dist/oci/$$n:$(VERSION) docker://$(REGISTRY)/$$n:$(VERSION) || exit 1; \
+	  echo "pushed $(REGISTRY)/$$n:$(VERSION)"; done
 
 clean: ## remove build outputs (keeps .venv and .tools)
 	cargo clean

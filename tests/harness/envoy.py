@@ -60,8 +60,10 @@ class Envoy:
         log_level: str = "info",
         component_log_level: str | None = "wasm:debug",
         keep_tmp: bool | None = None,
+        cpus: str | None = None,
     ):
         self.config = config
+        self.cpus = cpus  # e.g. "0": run pinned to those CPUs with taskset (benchmarks)
         self.concurrency = concurrency
         self.log_level = log_level
         self.component_log_level = component_log_level
@@ -143,6 +145,8 @@ class Envoy:
         ]  # fmt: skip
         if self.component_log_level:
             command += ["--component-log-level", self.component_log_level]
+        if self.cpus is not None:
+            command = ["taskset", "-c", self.cpus, *command]
         with open(self._log_path, "wb") as log:
             # From the repository root, so relative paths in configs (dist/*.wasm) resolve.
             self.process = subprocess.Popen(

@@ -1,0 +1,215 @@
+"""results.json → RESULTS.md and the SVG plots (also: `python -m bench.report` re-renders them
+from a stored results.json)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+GOALS = [
+    # (id, text, computed by)
+    ("filters-vs-empty", "each breakwater filter ≥ 0.97× the throughput of an empty Rust proxy-wasm filter"),
+    ("chain-vs-bare", "the three-filter chain ≥ 0.85× bare Envoy's throughput"),
+    ("chain-vs-lua", "the chain ≥ 1.1× the same chain in Lua"),
+    ("open-vs-direct", "an open breaker's p99 ≤ 1.2× Envoy's direct_response p99"),
+    ("outage-p99", "during a hanging-upstream outage, client p99 with the breaker ≥ 200× better than without"),
+]
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ratios(results: dict, a: str, b: str, metric) -> list[float]:
+    """metric(a) / metric(b) within each round."""
+    va, vb = results["variants"][a], results["variants"][b]
+    return [x / y for x, y in zip(metric(va), metric(vb)) if y]
+
+
+def tput(v: dict) -> list[float]:
+    return v["throughput_rps"]
+
+
+def p99(v: dict) -> list[float]:
+    return [l["p99_ms"] for l in v["latency"]]
+
+
+def span(values: list[float], fmt: str = "{:.2f}") -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(med(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def goals(results: dict) -> list[dict]:
+    out = []
+    filters = ["breaker", "fallback", "log", "log-pii"]
+    per_filter = {f: ratios(results, f, "empty-wasm", tput) for f in filters}
+    worst = min(med(r) for r in per_filter.values())
+    out.append({"goal": GOALS[0][1], "measured": ", ".join(f"{f} {med(r):.3f}×" for f, r in per_filter.items()),
+                "met": worst >= 0.97})  # fmt: skip
+    chain_bare = ratios(results, "chain", "bare", tput)
+    out.append({"goal": GOALS[1][1], "measured": f"{span(chain_bare, '{:.3f}')}×", "met": med(chain_bare) >= 0.85})
+    chain_lua = ratios(results, "chain", "lua-chain", tput)
+    out.append({"goal": GOALS[2][1], "measured": f"{span(chain_lua, '{:.3f}')}×", "met": med(chain_lua) >= 1.1})
+    open_direct = ratios(results, "breaker-open", "direct-response", p99)
+    out.append({"goal": GOALS[3][1], "measured": f"{span(open_direct, '{:.3f}')}×", "met": med(open_direct) <= 1.2})
+    scenarios = results["outage"]["scenarios"]
+    without, with_ = scenarios["no breaker"]["p99_ms"], scenarios["breaker"]["p99_ms"]
+    ratio = without / with_ if with_ else float("inf")
+    after_open = scenarios["breaker"].get("p99_after_open_ms")
+    note = f"; {without / after_open:.0f}× once open" if after_open else ""
+    out.append({"goal": GOALS[4][1], "measured": f"{ratio:.1f}× (p99 {without:.0f} ms → {with_:.1f} ms{note})",
+                "met": ratio >= 200})  # fmt: skip
+    return out
+
+
+def markdown(results: dict) -> str:
+    m, method, variants = results["machine"], results["method"], results["variants"]
+    lines = [
+        "# breakwater benchmark results",
+        "",
+        f"{m['date']}, commit `{m['commit']}`, {'QUICK run' if m['quick'] else 'full run'} in {results['duration_seconds']} s. "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, Envoy {m['envoy']}.",
+        f"Envoy under test: `--concurrency 1` on CPU {method['envoy_cpu']}; upstream (Envoy direct_response), wrk and oha on "
+        f"CPU {method['load_cpu']}. {method['rounds']} interleaved round(s); throughput: wrk, {method['connections']} "
+        f"connections, {method['throughput_seconds']} s; latency: oha at a fixed {method['latency_rate_rps']} requests/s "
+        f"(half the slowest variant's maximum), {method['latency_seconds']} s, corrected for coordinated omission. "
+        "Medians, with the range over rounds in parentheses; ratios are taken within a round. See bench/README.md.",
+        "",
+        "## Goals",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+        *[f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else '**no**'} |" for g in goals(results)],
+        "",
+        "## Every variant",
+        "",
+        "| variant | what | requests/s | × bare | × empty wasm | Envoy CPU µs/request | p50 ms | p99 ms | RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in variants.items():
+        lines.append(
+            f"| {name} | {v['description']} | {span(tput(v), '{:.0f}')} | {span(ratios(results, name, 'bare', tput), '{:.3f}')} "
+            f"| {span(ratios(results, name, 'empty-wasm', tput), '{:.3f}')} | {span(v['envoy_cpu_us_per_request'], '{:.1f}')} "
+            f"| {span([l['p50_ms'] for l in v['latency']], '{:.3f}')} | {span(p99(v), '{:.3f}')} | {v['rss_bytes'] / 2**20:.0f} |"
+        )
+    pairs = [("breaker", "lua-breaker"), ("fallback", "lua-fallback"), ("log", "lua-log"), ("chain", "lua-chain"),
+             ("log", "json-access-log"), ("breaker-open", "direct-response"), ("fallback-static", "custom-response")]  # fmt: skip
+    lines += [
+        "",
+        "## breakwater against its peers",
+        "",
+        "| breakwater | peer | throughput × peer | CPU per request − peer (µs) | p99 × peer |",
+        "|---|---|---|---|---|",
+    ]
+    for a, b in pairs:
+        cpu = [x - y for x, y in zip(variants[a]["envoy_cpu_us_per_request"], variants[b]["envoy_cpu_us_per_request"])]
+        lines.append(f"| {a} | {b} | {span(ratios(results, a, b, tput), '{:.3f}')} | {span(cpu, '{:+.1f}')} "
+                     f"| {span(ratios(results, a, b, p99), '{:.3f}')} |")  # fmt: skip
+    o = results["outage"]
+    phases = o["phases_seconds"]
+    lines += [
+        "",
+        "## Outage: the upstream hangs",
+        "",
+        f"oha at {o['rate_rps']} requests/s (open loop); route timeout {o['route_timeout_s']} s; healthy "
+        f"{phases['healthy']} s, hanging {phases['hanging']} s, healed {phases['healed']} s. Figures for requests sent "
+        "while the upstream hung.",
+        "",
+        "| | p50 ms | p99 ms | p99 once open, ms | success | time to open | requests before open | reached upstream while open | recovery after heal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in o["scenarios"].items():
+        open_ = s.get("upstream_requests_while_open")
+        reached = f"{open_['probes']} probes, {open_['other']} other" if open_ else "all"
+        lines.append(
+            f"| {name} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {fmt_opt(s.get('p99_after_open_ms'), '{:.1f}')} "
+            f"| {s['success_rate'] * 100:.1f} % | {fmt_opt(s.get('time_to_open_ms'), '{} ms')} "
+            f"| {fmt_opt(s.get('requests_before_open'), '{}')} | {reached} | {fmt_opt(s.get('recovery_after_heal_ms'), '{} ms')} |"
+        )
+    lines += ["", "## Modules", "", "| module | bytes |", "|---|---|"]
+    lines += [f"| {name} | {size} |" for name, size in results["module_bytes"].items()]
+    instructions = results.get("instructions", {})
+    if "scenarios" in instructions:
+        lines += ["", "## Instructions per request (callgrind, native)", "", "| scenario | instructions | stored | change |", "|---|---|---|---|"]
+        for name, s in instructions["scenarios"].items():
+            lines.append(f"| {name} | {s['measured']:.0f} | {fmt_opt(s.get('stored'), '{:.0f}')} | {fmt_opt(s.get('change'), '{:+.2%}')} |")
+    lines += ["", "![throughput](plots/throughput.svg)", "", "![latency](plots/latency.svg)", "", "![outage](plots/outage.svg)", ""]
+    return "\n".join(lines)
+
+
+def fmt_opt(value, fmt: str) -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def plots(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "breakwater"  # stable ids in the SVG
+    out.mkdir(exist_ok=True)
+    variants = results["variants"]
+    names = list(variants)
+    colors = {"baseline": "#888888", "breakwater": "#1f6feb", "lua": "#d29922", "native": "#2da44e"}
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    rel = [ratios(results, n, "bare", tput) for n in names]
+    mids = [med(r) for r in rel]
+    err = [[m - min(r) for m, r in zip(mids, rel)], [max(r) - m for m, r in zip(mids, rel)]]
+    ax.barh(names, mids, xerr=err, color=[colors[variants[n]["group"]] for n in names])
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("throughput relative to bare Envoy (median, range over rounds)")
+    ax.set_title("Throughput, one Envoy worker")
+    fig.tight_layout()
+    fig.savefig(out / "throughput.svg", metadata={"Date": None})
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    p50 = [med([l["p50_ms"] for l in variants[n]["latency"]]) for n in names]
+    p99s = [med(p99(variants[n])) for n in names]
+    y = range(len(names))
+    ax.barh([i + 0.2 for i in y], p99s, height=0.4, label="p99", color="#1f6feb")
+    ax.barh([i - 0.2 for i in y], p50, height=0.4, label="p50", color="#9ecbff")
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"latency at {results['method']['latency_rate_rps']} requests/s, ms (open loop)")
+    ax.legend()
+    ax.set_title("Latency below the knee")
+    fig.tight_layout()
+    fig.savefig(out / "latency.svg", metadata={"Date": None})
+    plt.close(fig)
+
+    o = results["outage"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for (name, s), color in zip(o["scenarios"].items(), ["#cf222e", "#1f6feb", "#2da44e"]):
+        t = [b[0] for b in s["timeline"]]
+        ax.plot(t, [max(b[3], 0.01) for b in s["timeline"]], color=color, label=f"{name}: p99", linewidth=1.2)
+        ax.plot(t, [max(b[2], 0.01) for b in s["timeline"]], color=color, label=f"{name}: p50", linewidth=0.8,
+                linestyle="--")
+    ax.axvspan(0, o["phases_seconds"]["hanging"], color="#eeeeee", zorder=0, label="upstream hanging")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the upstream started hanging")
+    ax.set_ylabel("client latency per 0.5 s, ms (log)")
+    ax.legend(loc="upper right", fontsize="small")
+    ax.set_title(f"Outage at {o['rate_rps']} requests/s, route timeout {o['route_timeout_s']} s")
+    fig.tight_layout()
+    fig.savefig(out / "outage.svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def write(results: dict, bench: Path = BENCH) -> None:
+    (bench / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (bench / "RESULTS.md").write_text(markdown(results))
+    plots(results, bench / "plots")
+
+
+if __name__ == "__main__":
+    write(json.loads((BENCH / "results.json").read_text()))
+    sys.exit(0)

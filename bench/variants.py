@@ -1,0 +1,250 @@
+"""What is measured: the Envoy configurations compared side by side.
+
+Every variant is Envoy (`--concurrency 1`) with one HTTP listener in front of the same upstream,
+an Envoy `direct_response` listener (the cheapest upstream there is). They differ only in the
+HTTP filters (and, for the native peers, the route or an access log). The breakwater filters run
+in their common configuration: the one `istio/base` ships, matched to every request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from tests.harness.config import ROUTER_FILTER, dist_module, socket_address, static_cluster, wasm_filter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EMPTY_FILTER = REPO_ROOT / "dist" / "bench" / "empty_filter.wasm"
+
+TYPICAL_PATH = "/api/v1/recommendations/12345?page=2&sort=desc"
+PII_PATH = "/customers/ola.nordmann%40example.no/recommendations?fnr=01010012356&token=s3cret&page=2"
+FAIL_PATH = "/fail/recommendations"
+HEADERS = {
+    "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "accept": "application/json",
+    "x-tenant-id": "acme-retail",
+}
+PII_HEADERS = {**HEADERS, "x-tenant-id": "card 4111 1111 1111 1111", "x-customer": "ola.nordmann@example.no"}
+UPSTREAM_BODY = '["rec-1","rec-2","rec-3"]'
+BREAKER_BODY = '{"error":"recommendations unavailable"}'
+STATIC_BODY = '["bestseller-1","bestseller-2"]'
+
+
+def plugin_config(name: str) -> dict:
+    """`pluginConfig` of istio/base/<name>.yaml."""
+    return yaml.safe_load((REPO_ROOT / "istio" / "base" / f"{name}.yaml").read_text())["spec"]["pluginConfig"]
+
+
+def breaker_config(mode: str = "enforce") -> dict:
+    config = plugin_config("circuit-breaker")
+    config["breakers"][0]["match"] = {"path_prefix": "/"}
+    config["breakers"][0]["mode"] = mode
+    return config
+
+
+def fallback_config(serve: tuple[str, ...] = ("stale", "static")) -> dict:
+    config = plugin_config("fallback")
+    rule = config["rules"][0]
+    rule["match"] = {"path_prefix": "/", "methods": ["GET"]}
+    rule["serve"] = [s for s in rule["serve"] if next(iter(s)) in serve]
+    return config
+
+
+def log_config() -> dict:
+    config = plugin_config("log-enrichment")
+    config["sampling"]["rate"] = 1.0  # every request makes its record
+    config["request_headers"] = ["user-agent", "accept", "x-tenant-id", "x-customer"]
+    return config
+
+
+def breaker() -> dict:
+    return wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), breaker_config())
+
+
+def fallback() -> dict:
+    return wasm_filter("fallback", str(dist_module("fallback")), fallback_config())
+
+
+def log() -> dict:
+    return wasm_filter("log-enrichment", str(dist_module("log_enrichment")), log_config())
+
+
+def record_log(path: str) -> dict:
+    """The access log of log-enrichment records (one line per request)."""
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"text_format_source": {"inline_string": "%FILTER_STATE(wasm.breakwater_log:PLAIN)%\n"}},
+        },
+    }
+
+
+def json_access_log(path: str) -> dict:
+    """Envoy's own JSON access log with the record's fields Envoy can give without a filter
+    (no redaction, no correlation ids, no decisions): the native peer of log enrichment."""
+    fields = {
+        "timestamp": "%START_TIME%", "request.id": "%REQ(X-REQUEST-ID)%",
+        "http.request.method": "%REQ(:METHOD)%", "url.path": "%REQ(:PATH)%",
+        "server.address": "%REQ(:AUTHORITY)%", "network.protocol.version": "%PROTOCOL%",
+        "http.response.status_code": "%RESPONSE_CODE%", "envoy.response_flags": "%RESPONSE_FLAGS%",
+        "envoy.response_code_details": "%RESPONSE_CODE_DETAILS%", "duration_ms": "%DURATION%",
+        "http.request.body.size": "%BYTES_RECEIVED%", "http.response.body.size": "%BYTES_SENT%",
+        "upstream.address": "%UPSTREAM_HOST%", "envoy.cluster": "%UPSTREAM_CLUSTER%",
+        "envoy.route": "%ROUTE_NAME%", "client.address": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        "user_agent.original": "%REQ(USER-AGENT)%", "http.request.header.x-tenant-id": "%REQ(X-TENANT-ID)%",
+        "http.request.header.accept": "%REQ(ACCEPT)%", "http.response.header.content-type": "%RESP(CONTENT-TYPE)%",
+    }  # fmt: skip
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"json_format": fields},
+        },
+    }
+
+
+def empty_filter() -> dict:
+    if not EMPTY_FILTER.exists():
+        raise FileNotFoundError(f"{EMPTY_FILTER} is missing: make bench builds it")
+    return wasm_filter("empty", str(EMPTY_FILTER), "")
+
+
+def lua(name: str) -> dict:
+    from bench.lua_filters import lua_filter
+
+    return lua_filter(name)
+
+
+def lua_record_log(path: str) -> dict:
+    from bench.lua_filters import lua_record_access_log
+
+    return lua_record_access_log(path)
+
+
+def custom_response() -> dict:
+    """Envoy's custom_response filter: a 5xx from upstream becomes the static fallback body."""
+    return {
+        "name": "envoy.filters.http.custom_response",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.custom_response.v3.CustomResponse",
+            "custom_response_matcher": {
+                "matcher_list": {
+                    "matchers": [{
+                        "predicate": {"single_predicate": {
+                            "input": {"name": "status_code", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpResponseStatusCodeClassMatchInput"}},
+                            "value_match": {"exact": "5xx"},
+                        }},
+                        "on_match": {"action": {"name": "static", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.http.custom_response.local_response_policy.v3.LocalResponsePolicy",
+                            "status_code": 200,
+                            "body": {"inline_string": STATIC_BODY},
+                            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+                        }}},
+                    }],
+                },
+            },
+        },
+    }  # fmt: skip
+
+
+@dataclass
+class Variant:
+    name: str
+    group: str  # baseline / breakwater / lua / native
+    description: str
+    filters: Callable[[], list[dict]] = lambda: []
+    access_log: Callable[[str], dict] | None = None
+    path: str = TYPICAL_PATH
+    headers: dict[str, str] = field(default_factory=lambda: dict(HEADERS))
+    direct_response: tuple[int, str] | None = None  # the route answers itself
+    expect_status: int = 200
+
+
+VARIANTS = [
+    Variant("bare", "baseline", "Envoy, no filter"),
+    Variant("empty-wasm", "baseline", "an empty Rust proxy-wasm filter (SDK 0.2.5, pass-through)", lambda: [empty_filter()]),
+    Variant("breaker", "breakwater", "circuit breaker, closed and matching", lambda: [breaker()]),
+    Variant("fallback", "breakwater", "fallback, rule matching, stale source storing", lambda: [fallback()]),
+    Variant("log", "breakwater", "log enrichment, all detectors, no PII in the request, record access log",
+            lambda: [log()], record_log),
+    Variant("log-pii", "breakwater", "log enrichment, all detectors, 5 values to redact, record access log",
+            lambda: [log()], record_log, PII_PATH, dict(PII_HEADERS)),
+    Variant("chain", "breakwater", "log enrichment → fallback → breaker, record access log",
+            lambda: [log(), fallback(), breaker()], record_log),
+    Variant("lua-breaker", "lua", "the breaker in Lua", lambda: [lua("circuit_breaker")]),
+    Variant("lua-fallback", "lua", "the fallback in Lua", lambda: [lua("fallback")]),
+    Variant("lua-log", "lua", "log enrichment in Lua, record access log", lambda: [lua("log_enrichment")], lua_record_log),
+    Variant("lua-chain", "lua", "the three in Lua, record access log",
+            lambda: [lua("log_enrichment"), lua("fallback"), lua("circuit_breaker")], lua_record_log),
+    Variant("json-access-log", "native", "Envoy's json_format access log, no filter", access_log=json_access_log),
+    Variant("breaker-open", "breakwater", "open breaker answering (forced_open)",
+            lambda: [wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), breaker_config("forced_open"))],
+            expect_status=503),
+    Variant("direct-response", "native", "Envoy's direct_response with the breaker's reply",
+            direct_response=(503, BREAKER_BODY), expect_status=503),
+    Variant("fallback-static", "breakwater", "fallback's static answer to an upstream 503",
+            lambda: [wasm_filter("fallback", str(dist_module("fallback")), fallback_config(("static",)))],
+            path=FAIL_PATH),
+    Variant("custom-response", "native", "Envoy's custom_response answering an upstream 503",
+            lambda: [custom_response()], path=FAIL_PATH),
+]  # fmt: skip
+BY_NAME = {v.name: v for v in VARIANTS}
+
+
+def upstream_config() -> dict:
+    """The upstream: Envoy answering by itself (200 with a JSON list; 503 under /fail)."""
+    routes = [
+        {"match": {"prefix": "/fail"}, "direct_response": {"status": 503, "body": {"inline_string": '{"error":"down"}'}}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}},
+         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]},
+    ]  # fmt: skip
+    return listener_config("upstream", routes, [], [], [])
+
+
+def variant_config(variant: Variant, upstream_port: int, access_log_path: str, route_timeout: str = "1s") -> dict:
+    if variant.direct_response is not None:
+        status, body = variant.direct_response
+        route = {"match": {"prefix": "/"}, "direct_response": {"status": status, "body": {"inline_string": body}},
+                 "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}  # fmt: skip
+    else:
+        route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": route_timeout}}
+    logs = [variant.access_log(access_log_path)] if variant.access_log else []
+    return listener_config("bench", [route], variant.filters(), logs, [static_cluster("upstream", upstream_port)])
+
+
+def listener_config(name: str, routes: list[dict], filters: list[dict], access_logs: list[dict],
+                    clusters: list[dict]) -> dict:
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name,
+        "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
+        "http_filters": [*filters, ROUTER_FILTER],
+        "access_log": access_logs,
+    }
+    return {
+        "admin": {"address": socket_address(0)},
+        "static_resources": {
+            "listeners": [{
+                "name": name, "stat_prefix": name, "address": socket_address(0),
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+            }],
+            "clusters": clusters,
+        },
+    }  # fmt: skip
+
+
+def describe(variant: Variant) -> dict:
+    return {"name": variant.name, "group": variant.group, "description": variant.description,
+            "path": variant.path, "filters": len(variant.filters())}  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(json.dumps([describe(v) for v in VARIANTS], indent=1))
