@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from bench import load
-from bench.variants import breaker, fallback, listener_config
+from bench.variants import breaker, breaker_config, fallback, listener_config
 from tests.harness import Envoy, Upstream
-from tests.harness.config import static_cluster
+from tests.harness.config import dist_module, static_cluster, wasm_filter
 
 RATE = 100  # requests per second, well below every knee
 CONNECTIONS = 300  # enough for every request hanging for the 1 s timeout
@@ -29,8 +29,15 @@ ACCESS_LOG = {
     "decision": "%FILTER_STATE(wasm.breakwater.circuit_breaker.decision:PLAIN)%",
     "state": "%FILTER_STATE(wasm.breakwater.circuit_breaker.state:PLAIN)%",
 }  # fmt: skip
+def breaker_without_hang_detection() -> dict:
+    config = breaker_config()
+    config["breakers"][0]["failure"].pop("hang_after", None)
+    return wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), config)
+
+
 SCENARIOS = {
     "no breaker": lambda: [],
+    "breaker without hang_after": lambda: [breaker_without_hang_detection()],
     "breaker": lambda: [breaker()],
     "breaker + fallback": lambda: [fallback(), breaker()],
 }
@@ -74,7 +81,6 @@ def run(tmp: Path, quick: bool) -> dict:
                 envoys[n].url("/recommendations"), {}, RATE, total, CONNECTIONS, db=dbs[n])))
             for name in SCENARIOS
         ]  # fmt: skip
-        t0 = time.time()
         for thread in threads:
             thread.start()
         time.sleep(healthy)
@@ -98,7 +104,7 @@ def run(tmp: Path, quick: bool) -> dict:
         for i, name in enumerate(SCENARIOS):
             requests = load.oha_requests(dbs[name])
             entries = [json.loads(line) for line in (tmp / f"outage-{i}.log").read_text().splitlines() if line.strip()]
-            out["scenarios"][name] = summarize(requests, entries, t0, hang_at, heal_at,
+            out["scenarios"][name] = summarize(requests, entries, hang_at, heal_at,
                                                counts_at_heal[name] - counts_at_hang[name])  # fmt: skip
         return out
     finally:
@@ -108,9 +114,11 @@ def run(tmp: Path, quick: bool) -> dict:
             up.stop()
 
 
-def summarize(requests, entries, t0: float, hang_at: float, heal_at: float, upstream_during_hang: int) -> dict:
+def summarize(requests, entries, hang_at: float, heal_at: float, upstream_during_hang: int) -> dict:
     """Client-side figures for the hanging period, and the breaker's timeline."""
-    # oha's start times count from its own start, a few ms after t0.
+    # oha's times count from its own start, which is some time after this script launched it;
+    # Envoy's access log has wall-clock times. Its first request ties the two together.
+    t0 = min(float(e["start"]) for e in entries) - min(s for s, _, _ in requests)
     hang_rel, heal_rel = hang_at - t0, heal_at - t0
     during = [(s, d, status) for s, d, status in requests if hang_rel <= s < heal_rel]
     latencies = [d * 1000 for _, d, _ in during]
@@ -118,6 +126,7 @@ def summarize(requests, entries, t0: float, hang_at: float, heal_at: float, upst
         "requests_during_hang": len(during),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
+        "waited_timeout": sum(1 for latency in latencies if latency >= 900),
         "success_rate": sum(1 for *_, status in during if 200 <= status < 300) / max(len(during), 1),
         "upstream_requests_during_hang": upstream_during_hang,
         "timeline": timeline(requests, hang_rel),

@@ -120,14 +120,15 @@ def markdown(results: dict) -> str:
         f"{phases['healthy']} s, hanging {phases['hanging']} s, healed {phases['healed']} s. Figures for requests sent "
         "while the upstream hung.",
         "",
-        "| | p50 ms | p99 ms | p99 once open, ms | success | time to open | requests before open | reached upstream while open | recovery after heal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| | p50 ms | p99 ms | p99 once open, ms | waited the whole timeout | success | time to open | requests before open | reached upstream while open | recovery after heal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in o["scenarios"].items():
         open_ = s.get("upstream_requests_while_open")
         reached = f"{open_['probes']} probes, {open_['other']} other" if open_ else "all"
         lines.append(
             f"| {name} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {fmt_opt(s.get('p99_after_open_ms'), '{:.1f}')} "
+            f"| {s['waited_timeout']} of {s['requests_during_hang']} "
             f"| {s['success_rate'] * 100:.1f} % | {fmt_opt(s.get('time_to_open_ms'), '{} ms')} "
             f"| {fmt_opt(s.get('requests_before_open'), '{}')} | {reached} | {fmt_opt(s.get('recovery_after_heal_ms'), '{} ms')} |"
         )
@@ -188,7 +189,7 @@ def plots(results: dict, out: Path) -> None:
 
     o = results["outage"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for (name, s), color in zip(o["scenarios"].items(), ["#cf222e", "#1f6feb", "#2da44e"]):
+    for (name, s), color in zip(o["scenarios"].items(), ["#cf222e", "#bf8700", "#1f6feb", "#2da44e"]):
         t = [b[0] for b in s["timeline"]]
         ax.plot(t, [max(b[3], 0.01) for b in s["timeline"]], color=color, label=f"{name}: p99", linewidth=1.2)
         ax.plot(t, [max(b[2], 0.01) for b in s["timeline"]], color=color, label=f"{name}: p50", linewidth=0.8,

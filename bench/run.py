@@ -43,7 +43,7 @@ def machine() -> dict:
         "envoy": envoy_version.split("version:", 1)[-1].strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": QUICK,
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT).stdout.strip(),
+        "commit": subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO_ROOT).stdout.strip(),
     }
 
 
@@ -54,6 +54,8 @@ def check(variant: Variant, envoy: Envoy) -> None:
         raise SystemExit(f"{variant.name}: status {response.status}, expected {variant.expect_status}\n{response.text}")
     if variant.name in ("fallback-static", "custom-response") and response.text != '["bestseller-1","bestseller-2"]':
         raise SystemExit(f"{variant.name}: expected the static fallback, got {response.text}")
+    if variant.name == "breaker-open" and response.headers.get("x-breakwater-breaker") != "recommendations":
+        raise SystemExit(f"breaker-open: the breaker did not answer: {response.headers}")
 
 
 def work_done(variant: Variant, envoy: Envoy, completed: int) -> dict:
@@ -107,6 +109,8 @@ def main() -> int:
             config = variant_config(v, upstream.port, "/dev/null")
             envoys[v.name] = Envoy(config, concurrency=1, cpus=load.ENVOY_CPU, log_level="warning",
                                    component_log_level=None).start()  # fmt: skip
+            if v.prepare:
+                v.prepare(envoys[v.name].url)
             check(v, envoys[v.name])
         for v in VARIANTS:  # warm up V8 and the connections
             load.wrk(envoys[v.name].url(v.path), v.headers, 1, CONNECTIONS, v.expect_status)

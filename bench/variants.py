@@ -39,11 +39,26 @@ def plugin_config(name: str) -> dict:
     return yaml.safe_load((REPO_ROOT / "istio" / "base" / f"{name}.yaml").read_text())["spec"]["pluginConfig"]
 
 
-def breaker_config(mode: str = "enforce") -> dict:
+def breaker_config(mode: str = "enforce", open_duration: str | None = None) -> dict:
     config = plugin_config("circuit-breaker")
     config["breakers"][0]["match"] = {"path_prefix": "/"}
     config["breakers"][0]["mode"] = mode
+    if open_duration:
+        config["breakers"][0]["open"].update(duration=open_duration, max_duration=open_duration)
     return config
+
+
+def open_breaker() -> dict:
+    """A breaker that stays open for an hour once `trip` has opened it."""
+    return wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), breaker_config(open_duration="1h"))
+
+
+def trip(url: Callable[[str], str]) -> None:
+    """Opens the breaker: five consecutive upstream 503s."""
+    from tests.harness import request
+
+    for _ in range(5):
+        request(url(FAIL_PATH))
 
 
 def fallback_config(serve: tuple[str, ...] = ("stale", "static")) -> dict:
@@ -166,6 +181,7 @@ class Variant:
     headers: dict[str, str] = field(default_factory=lambda: dict(HEADERS))
     direct_response: tuple[int, str] | None = None  # the route answers itself
     expect_status: int = 200
+    prepare: Callable[[Callable[[str], str]], None] | None = None  # given the URL builder
 
 
 VARIANTS = [
@@ -185,10 +201,9 @@ VARIANTS = [
     Variant("lua-chain", "lua", "the three in Lua, record access log",
             lambda: [lua("log_enrichment"), lua("fallback"), lua("circuit_breaker")], lua_record_log),
     Variant("json-access-log", "native", "Envoy's json_format access log, no filter", access_log=json_access_log),
-    Variant("breaker-open", "breakwater", "open breaker answering (forced_open)",
-            lambda: [wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), breaker_config("forced_open"))],
-            expect_status=503),
-    Variant("direct-response", "native", "Envoy's direct_response with the breaker's reply",
+    Variant("breaker-open", "breakwater", "an open breaker answering (opened by 5 upstream 503s)",
+            lambda: [open_breaker()], expect_status=503, prepare=trip),
+    Variant("direct-response", "native", "Envoy's direct_response with the breaker's reply and headers",
             direct_response=(503, BREAKER_BODY), expect_status=503),
     Variant("fallback-static", "breakwater", "fallback's static answer to an upstream 503",
             lambda: [wasm_filter("fallback", str(dist_module("fallback")), fallback_config(("static",)))],
@@ -212,8 +227,9 @@ def upstream_config() -> dict:
 def variant_config(variant: Variant, upstream_port: int, access_log_path: str, route_timeout: str = "1s") -> dict:
     if variant.direct_response is not None:
         status, body = variant.direct_response
+        headers = {"content-type": "application/json", "retry-after": "3600", "x-breakwater-breaker": "recommendations"}
         route = {"match": {"prefix": "/"}, "direct_response": {"status": status, "body": {"inline_string": body}},
-                 "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}  # fmt: skip
+                 "response_headers_to_add": [{"header": {"key": k, "value": v}} for k, v in headers.items()]}  # fmt: skip
     else:
         route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": route_timeout}}
     logs = [variant.access_log(access_log_path)] if variant.access_log else []

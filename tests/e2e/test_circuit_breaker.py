@@ -97,6 +97,42 @@ def test_slow_calls_trip_a_slow_call_rate_breaker(breaker_envoy, upstream):
     assert stat(envoy, "api", "calls.slow") == 3
 
 
+def test_hang_after_opens_the_breaker_while_the_hung_calls_still_wait(breaker_envoy, upstream):
+    envoy = breaker_envoy(
+        [breaker(failure={"hang_after": "200ms"}, trip={"consecutive_failures": 3}, open={"duration": "30s"})],
+        route_timeout="4s",
+    )
+    upstream.set_mode("hang")
+    results: list = []
+    hung: list[threading.Thread] = []
+
+    def send(tag: str) -> None:
+        response = get(envoy, timeout=10)
+        results.append((tag, time.monotonic(), response))
+
+    for i in range(3):
+        hung.append(threading.Thread(target=send, args=(f"hung-{i}",)))
+        hung[-1].start()
+    upstream.wait_for_count(3)
+    time.sleep(0.3)
+    # Follow-up requests land on either worker; each worker counts its own hung calls, so the
+    # breaker opens within a few of them, long before the 4 s timeout ends the first three.
+    followers = []
+    for i in range(8):
+        followers.append(threading.Thread(target=send, args=(f"follow-{i}",)))
+        followers[-1].start()
+        time.sleep(0.05)
+    for thread in hung + followers:
+        thread.join()
+    # In the order answers came back: a rejection before any of the hung calls timed out.
+    order = [tag for tag, _, r in sorted(results, key=lambda x: x[1]) if rejected_by_breaker(r) or tag.startswith("hung")]
+    assert order[0].startswith("follow"), f"the breaker opened only when the timeouts ended: {order}"
+    assert sum(rejected_by_breaker(r) for tag, _, r in results) >= 1
+    assert all(r.status == 504 for tag, _, r in results if tag.startswith("hung"))
+    assert stat(envoy, "api", "calls.hung") >= 3
+    assert stat(envoy, "api", "transitions.opened") == 1
+
+
 def test_time_window_failure_rate(breaker_envoy, upstream):
     envoy = breaker_envoy(
         [breaker(trip={"failure_rate": 50, "minimum_calls": 10, "window": {"kind": "time", "size": "10s"}})]

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from .config import free_port
+from .service import Service
 
 
 def available() -> bool:
@@ -37,7 +38,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: flo
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout}s")
 
 
-class RedisWebdis:
+class RedisWebdis(Service):
     """`with RedisWebdis() as kv:` — Redis on `kv.redis_port`, webdis on `kv.http_port`."""
 
     def __init__(self) -> None:
@@ -45,17 +46,6 @@ class RedisWebdis:
         self.http_port = free_port()
         self._tmp = Path(tempfile.mkdtemp(prefix="breakwater-redis-"))
         self._processes: list[subprocess.Popen] = []
-
-    def __enter__(self) -> RedisWebdis:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def _start(self) -> None:
         redis = subprocess.Popen(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .client import RequestError, Response, request
 from .config import free_port
+from .service import Service
 
 BINARY = "docker-registry"
 
@@ -25,7 +26,7 @@ def available() -> bool:
     return shutil.which(BINARY) is not None
 
 
-class Registry:
+class Registry(Service):
     """`with Registry() as registry:` — serves `registry.host` ("127.0.0.1:<port>");
     `registry.get("/v2/...")` reads from it."""
 
@@ -35,17 +36,6 @@ class Registry:
         self._tmp = Path(tempfile.mkdtemp(prefix="breakwater-registry-"))
         self._log = self._tmp / "registry.log"
         self._process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Registry:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def _start(self) -> None:
         config = self._tmp / "config.yml"

@@ -74,6 +74,9 @@ pub struct FailurePolicy {
     pub statuses: StatusSet,
     pub flags: FlagSet,
     pub slow_call_ms: Option<u64>,
+    /// A call still without response headers this long after it was let through counts as a
+    /// failure at once, instead of when its route timeout ends it.
+    pub hang_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,14 +229,15 @@ fn read_split(f: Field<'_>) -> Result<Split, ConfigError> {
 }
 
 fn read_failure(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<FailurePolicy, ConfigError> {
-    let (statuses, flags, slow_call) = match obj {
-        None => (None, None, None),
+    let (statuses, flags, slow_call, hang_after) = match obj {
+        None => (None, None, None, None),
         Some(mut obj) => {
             let statuses = obj.opt("statuses", status::field)?;
             let flags = obj.opt("response_flags", flags::field)?;
             let slow_call = obj.opt("slow_call", duration::positive)?;
+            let hang_after = obj.opt("hang_after", duration::positive)?;
             obj.finish()?;
-            (statuses, flags, slow_call)
+            (statuses, flags, slow_call, hang_after)
         }
     };
     let statuses = statuses.unwrap_or_else(|| {
@@ -247,15 +251,16 @@ fn read_failure(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<FailurePolicy,
         None => FlagSet::parse(DEFAULT_FAILURE_FLAGS)
             .map_err(|e| path.key("response_flags").error(e))?,
     };
-    if statuses.is_empty() && flags.0 == 0 && slow_call.is_none() {
-        return Err(
-            path.error("nothing counts as a failure: give statuses, response_flags or slow_call")
-        );
+    if statuses.is_empty() && flags.0 == 0 && slow_call.is_none() && hang_after.is_none() {
+        return Err(path.error(
+            "nothing counts as a failure: give statuses, response_flags, slow_call or hang_after",
+        ));
     }
     Ok(FailurePolicy {
         statuses,
         flags,
         slow_call_ms: slow_call.map(Millis::as_u64),
+        hang_after_ms: hang_after.map(Millis::as_u64),
     })
 }
 
@@ -652,6 +657,14 @@ mod tests {
             (
                 &one(r#""trip":{"slow_call_rate":50}"#),
                 "breakers[0].trip.slow_call_rate",
+            ),
+            (
+                &one(r#""failure":{"hang_after":"0s"}"#),
+                "breakers[0].failure.hang_after",
+            ),
+            (
+                &one(r#""failure":{"statuses":[],"response_flags":[]}"#),
+                "breakers[0].failure",
             ),
             (
                 &one(r#""trip":{"consecutive_failures":0}"#),

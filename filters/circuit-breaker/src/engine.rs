@@ -64,6 +64,8 @@ pub struct Ticket {
     accounted: bool,
     /// Whether the response's arrival time matters (the breaker judges slow calls).
     timed: bool,
+    /// The worker's record of this call while it is in flight (hang detection).
+    pending: Option<u64>,
     pub arrived_ms: u64,
     pub decision: Decision,
     /// The breaker's state when the decision was taken, or the mode when it overrides it.
@@ -109,7 +111,25 @@ pub struct WorkerState {
     /// Per breaker: split values known to be in the overflow state.
     overflowed: Vec<Vec<u64>>,
     overflow_logged: Vec<bool>,
+    /// Calls this worker let through that have not finished yet, for breakers with
+    /// `hang_after` (at most [`MAX_PENDING`]).
+    pending: Vec<Pending>,
+    next_pending: u64,
 }
+
+/// A call in flight, as hang detection sees it.
+struct Pending {
+    id: u64,
+    breaker: usize,
+    key: StateKey,
+    epoch: u32,
+    arrived_ms: u64,
+    /// Already counted as a failure because it hung: its late outcome is not counted again.
+    counted: bool,
+}
+
+/// Calls in flight one worker keeps for hang detection; beyond it, new calls are not watched.
+pub const MAX_PENDING: usize = 1024;
 
 impl WorkerState {
     pub fn new(engine: &Engine, seed: u64) -> Self {
@@ -119,6 +139,36 @@ impl WorkerState {
             known: vec![Vec::new(); n],
             overflowed: vec![Vec::new(); n],
             overflow_logged: vec![false; n],
+            pending: Vec::new(),
+            next_pending: 0,
+        }
+    }
+
+    /// Starts watching a call; `None` when the list is full of calls still undecided.
+    fn watch(&mut self, breaker: usize, key: StateKey, epoch: u32, now_ms: u64) -> Option<u64> {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.retain(|p| !p.counted);
+            if self.pending.len() >= MAX_PENDING {
+                return None;
+            }
+        }
+        self.next_pending = self.next_pending.wrapping_add(1);
+        self.pending.push(Pending {
+            id: self.next_pending,
+            breaker,
+            key,
+            epoch,
+            arrived_ms: now_ms,
+            counted: false,
+        });
+        Some(self.next_pending)
+    }
+
+    /// Stops watching a call; whether it was already counted as hung.
+    fn unwatch(&mut self, id: u64) -> bool {
+        match self.pending.iter().position(|p| p.id == id) {
+            Some(i) => self.pending.swap_remove(i).counted,
+            None => false,
         }
     }
 }
@@ -131,6 +181,7 @@ struct Metrics {
     calls_failure: Option<MetricId>,
     calls_slow: Option<MetricId>,
     calls_unanswered: Option<MetricId>,
+    calls_hung: Option<MetricId>,
     rejected: Option<MetricId>,
     dry_run_would_reject: Option<MetricId>,
     probes: Option<MetricId>,
@@ -172,6 +223,11 @@ impl Metrics {
             calls_failure: counter("calls.failure"),
             calls_slow: counter("calls.slow"),
             calls_unanswered: counter("calls.unanswered"),
+            calls_hung: if spec.failure.hang_after_ms.is_some() {
+                counter("calls.hung")
+            } else {
+                None
+            },
             rejected: counter("rejected"),
             dry_run_would_reject: counter("dry_run_would_reject"),
             probes: counter("probes"),
@@ -329,6 +385,7 @@ impl Engine {
             probe: false,
             accounted: false,
             timed: false,
+            pending: None,
             arrived_ms: now,
             decision,
             state,
@@ -350,14 +407,25 @@ impl Engine {
         let (key, label) = self.resolve_key(host, worker, index, &mut attrs);
         let shared_key = b.key(key);
         let spec = &b.spec;
+        if let Some(hang_after_ms) = spec.failure.hang_after_ms {
+            // Before admitting: calls that hung may already have opened the breaker.
+            self.count_hung_calls(host, worker, index, b, hang_after_ms);
+        }
         let updated = cas_update(host, &shared_key, CAS_ATTEMPTS, |bytes| {
-            // Hot path: a closed breaker admits without decoding its window.
+            // Hot paths: a closed breaker admits, and an open one rejects, without decoding
+            // its window.
             if let Some(epoch) = bytes.and_then(BreakerState::closed_epoch) {
                 return Update::Keep((policy::Admitted::pass(epoch), Phase::Closed));
             }
             // The clock is read after the state, so it is never older than another worker's
             // stamp in it by more than scheduling noise.
             let now = host.now_ms();
+            let open = bytes.and_then(BreakerState::open_times);
+            if let Some(rejected) =
+                open.and_then(|(since, until)| policy::still_open(since, until, now))
+            {
+                return Update::Keep((rejected, Phase::Open));
+            }
             let mut state = BreakerState::load(bytes, spec.trip.window);
             let admitted = policy::admit(spec, &mut state, now);
             let result = (admitted.clone(), state.phase);
@@ -395,18 +463,19 @@ impl Engine {
             probe,
             accounted,
             timed: accounted && spec.failure.slow_call_ms.is_some(),
+            pending: None,
             arrived_ms: now,
             decision,
             state,
         };
         match admitted.admission {
-            Admission::Pass { epoch } => RequestVerdict::Admitted(ticket(
-                epoch,
-                false,
-                true,
-                Decision::Passed,
-                phase.as_str(),
-            )),
+            Admission::Pass { epoch } => {
+                let mut passed = ticket(epoch, false, true, Decision::Passed, phase.as_str());
+                if spec.failure.hang_after_ms.is_some() {
+                    passed.pending = worker.watch(index, key, epoch, now);
+                }
+                RequestVerdict::Admitted(passed)
+            }
             Admission::Probe { epoch } => {
                 bump(host, b.metrics.probes);
                 RequestVerdict::Admitted(ticket(epoch, true, true, Decision::Probe, phase.as_str()))
@@ -448,6 +517,13 @@ impl Engine {
             return None;
         }
         let b = self.breakers.get(ticket.breaker)?;
+        if ticket.pending.is_some_and(|id| worker.unwatch(id)) {
+            // Counted as a failure when it hung; its late outcome changes nothing.
+            return Some(Outcome {
+                verdict: Verdict::Failure,
+                slow: true,
+            });
+        }
         let now = host.now_ms();
         let latency_ms = responded_ms
             .unwrap_or(now)
@@ -502,6 +578,80 @@ impl Engine {
             }
         }
         Some(outcome)
+    }
+
+    /// Counts this worker's calls of breaker `index` that have had no answer for longer than
+    /// `hang_after_ms` as failures now: a hanging upstream opens the breaker after
+    /// `hang_after`, not after the route timeout, while the calls that hang are still few.
+    fn count_hung_calls<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        worker: &mut WorkerState,
+        index: usize,
+        b: &Breaker,
+        hang_after_ms: u64,
+    ) {
+        let now = host.now_ms();
+        let mut hung: Vec<(StateKey, u32)> = Vec::new();
+        for p in worker.pending.iter_mut() {
+            if p.breaker == index && !p.counted && now.saturating_sub(p.arrived_ms) > hang_after_ms
+            {
+                p.counted = true;
+                hung.push((p.key, p.epoch));
+            }
+        }
+        let Some(&(first_key, _)) = hung.first() else {
+            return;
+        };
+        if let Some(id) = b.metrics.calls_hung {
+            host.add_metric(id, hung.len() as i64);
+        }
+        if let Some(id) = b.metrics.calls_failure {
+            host.add_metric(id, hung.len() as i64);
+        }
+        let jitter = worker.rng.symmetric_unit();
+        let spec = &b.spec;
+        let failure = Outcome {
+            verdict: Verdict::Failure,
+            slow: true,
+        };
+        // Usually one key; a split breaker records each key's calls into its own state.
+        let mut keys = vec![first_key];
+        for (key, _) in &hung {
+            if !keys.contains(key) {
+                keys.push(*key);
+            }
+        }
+        for key in keys {
+            let updated = cas_update(host, &b.key(key), CAS_ATTEMPTS, |bytes| {
+                let now = host.now_ms();
+                let mut state = BreakerState::load(bytes, spec.trip.window);
+                let mut changed = false;
+                let mut transition = None;
+                for (_, epoch) in hung.iter().filter(|(k, _)| *k == key) {
+                    let recorded =
+                        policy::record(spec, &mut state, *epoch, false, failure, now, jitter);
+                    changed |= recorded.changed;
+                    transition = transition.or(recorded.transition);
+                }
+                if changed {
+                    Update::Write(state.encode(), transition)
+                } else {
+                    Update::Keep(transition)
+                }
+            });
+            match updated {
+                Ok((Some(t), _)) => self.on_transition(host, b, None, &t),
+                Ok((None, _)) => {}
+                Err(err) => {
+                    bump(host, b.metrics.state_errors);
+                    host.log(
+                        Level::Warn,
+                        &format!("breakwater circuit-breaker \"{}\": hung calls not recorded, shared state unavailable ({err})", spec.name),
+                    );
+                }
+            }
+        }
     }
 
     /// The reply for a rejected request: the configured response plus `Retry-After` and

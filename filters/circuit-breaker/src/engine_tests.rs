@@ -555,3 +555,121 @@ fn corrupt_shared_state_is_replaced_not_trusted() {
     s.host.store.set(key, b"\x01\x01garbage", 0).unwrap();
     assert!(!is_rejected(&s.call(0, &Req::get("/recommendations"), 200)));
 }
+
+const HANGS: &str = r#"{"name":"hang","failure":{"hang_after":"300ms"},
+    "trip":{"consecutive_failures":3},"open":{"duration":"5s","jitter":0}}"#;
+
+#[test]
+fn calls_that_hang_open_the_breaker_before_their_timeouts_end_them() {
+    let mut s = setup(HANGS);
+    let req = Req::get("/");
+    let hung: Vec<Ticket> = (0..3).map(|i| ticket(s.admit(i % 2, &req))).collect();
+    s.host.advance(300);
+    // Not yet: exactly hang_after is not longer than it.
+    assert!(!is_rejected(&s.admit(0, &req)));
+    s.host.advance(1);
+    // Each worker counts its own calls: worker 0 has two (its call admitted at 300 ms is only
+    // 1 ms old), worker 1 one; together three consecutive failures.
+    assert!(
+        !is_rejected(&s.admit(1, &req)),
+        "worker 1 counts its one hung call"
+    );
+    assert!(is_rejected(&s.admit(0, &req)), "worker 0's two make three");
+    assert_eq!(
+        s.host.metric("breakwater.circuit_breaker.hang.calls.hung"),
+        3
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.hang.calls.failure"),
+        3
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.hang.transitions.opened"),
+        1
+    );
+    // When their timeouts finally end them, they are not counted again.
+    for (i, t) in hung.iter().enumerate() {
+        let o = s
+            .engine
+            .on_complete(&s.host, &mut s.workers[i % 2], t, Some(504), 0x2, None);
+        assert_eq!(o.map(|o| o.as_str()), Some("failure"));
+    }
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.hang.calls.failure"),
+        3
+    );
+    let watched: Vec<bool> = s
+        .workers
+        .iter()
+        .flat_map(|w| w.pending.iter().map(|p| p.counted))
+        .collect();
+    assert_eq!(
+        watched,
+        [false, false],
+        "only the two calls admitted after 300 ms are still watched"
+    );
+}
+
+#[test]
+fn a_late_answer_to_a_call_counted_as_hung_is_not_counted_again() {
+    let mut s = setup(HANGS);
+    let req = Req::get("/");
+    let late = ticket(s.admit(0, &req));
+    s.host.advance(301);
+    let next = ticket(s.admit(0, &req)); // counts `late` as the first failure
+                                         // The late 200 does not reset the consecutive failures: it was already a failure.
+    assert_eq!(
+        s.complete(0, &late, 200).map(|o| o.as_str()),
+        Some("failure")
+    );
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.hang.calls.success"),
+        0
+    );
+    s.complete(0, &next, 503);
+    s.call(0, &req, 503);
+    assert!(
+        is_rejected(&s.admit(0, &req)),
+        "1 hung + 2 failures = 3 consecutive"
+    );
+    assert!(
+        s.workers[0].pending.is_empty(),
+        "finished calls are no longer watched"
+    );
+}
+
+#[test]
+fn answered_calls_are_never_counted_as_hung_and_the_watch_list_is_bounded() {
+    let mut s = setup(HANGS);
+    let req = Req::get("/");
+    for _ in 0..10 {
+        s.call(0, &req, 200);
+        s.host.advance(1000);
+    }
+    assert!(!is_rejected(&s.admit(1, &req)));
+    assert_eq!(
+        s.host.metric("breakwater.circuit_breaker.hang.calls.hung"),
+        0
+    );
+    assert!(s.workers[0].pending.is_empty());
+    // A client storm that never finishes: the list stops at MAX_PENDING, nothing panics.
+    let mut s = setup(
+        r#"{"name":"hang","failure":{"hang_after":"300ms"},"trip":{"consecutive_failures":100000}}"#,
+    );
+    for _ in 0..MAX_PENDING + 10 {
+        ticket(s.admit(0, &req));
+    }
+    assert_eq!(s.workers[0].pending.len(), MAX_PENDING);
+    s.host.advance(301);
+    ticket(s.admit(0, &req));
+    assert_eq!(
+        s.host.metric("breakwater.circuit_breaker.hang.calls.hung"),
+        MAX_PENDING as i64
+    );
+    // Counted calls make room for new ones.
+    assert!(s.workers[0].pending.len() <= MAX_PENDING);
+}

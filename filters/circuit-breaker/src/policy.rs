@@ -154,19 +154,8 @@ pub fn admit(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Admit
     match state.phase {
         Phase::Closed => Admitted::pass(state.epoch),
         Phase::Open => {
-            // A clock that stepped back must not hold the breaker open for the jump's length.
-            let elapsed =
-                now_ms >= state.open_until_ms || stepped_back(now_ms, state.phase_since_ms);
-            if !elapsed {
-                let wait_ms = state.open_until_ms - now_ms;
-                return Admitted {
-                    admission: Admission::Reject {
-                        retry_after_s: wait_ms.div_ceil(1000).max(1),
-                    },
-                    transition: None,
-                    written_off: 0,
-                    changed: false,
-                };
+            if let Some(rejected) = still_open(state.phase_since_ms, state.open_until_ms, now_ms) {
+                return rejected;
             }
             let totals = state.window.totals(now_ms);
             enter(state, Phase::HalfOpen, now_ms);
@@ -369,6 +358,24 @@ fn trip_reason(spec: &BreakerSpec, state: &BreakerState, totals: Totals) -> Opti
         return Some(Reason::SlowCallRate);
     }
     None
+}
+
+/// An open breaker's answer before its open period has elapsed: reject, with the seconds until
+/// the first probe may go. `None` once it has elapsed (or the clock stepped back: that must not
+/// hold the breaker open for the jump's length). The engine calls this on the state's header
+/// alone, so rejections do not decode the window.
+pub fn still_open(phase_since_ms: u64, open_until_ms: u64, now_ms: u64) -> Option<Admitted> {
+    if now_ms >= open_until_ms || stepped_back(now_ms, phase_since_ms) {
+        return None;
+    }
+    Some(Admitted {
+        admission: Admission::Reject {
+            retry_after_s: (open_until_ms - now_ms).div_ceil(1000).max(1),
+        },
+        transition: None,
+        written_off: 0,
+        changed: false,
+    })
 }
 
 fn stepped_back(now_ms: u64, stamp_ms: u64) -> bool {

@@ -130,6 +130,17 @@ impl BreakerState {
         }
     }
 
+    /// `(phase_since_ms, open_until_ms)` of a stored open state, read from the header alone:
+    /// while open, every rejected request needs only these.
+    pub fn open_times(bytes: &[u8]) -> Option<(u64, u64)> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != FORMAT_VERSION || Phase::from_u8(r.u8()?)? != Phase::Open {
+            return None;
+        }
+        let (_epoch, _reopen_count) = (r.u32()?, r.u32()?);
+        Some((r.u64()?, r.u64()?))
+    }
+
     /// Decodes, or starts fresh when there is nothing usable.
     pub fn load(bytes: Option<&[u8]>, spec: WindowSpec) -> BreakerState {
         bytes
@@ -184,6 +195,26 @@ mod tests {
         assert_eq!(BreakerState::closed_epoch(&s.encode()), None);
         assert_eq!(BreakerState::closed_epoch(&[FORMAT_VERSION, 0, 1]), None);
         assert_eq!(BreakerState::closed_epoch(&[9, 0, 1, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn open_times_read_the_header_only() {
+        let mut s = BreakerState::fresh(COUNT);
+        s.phase = Phase::Open;
+        s.phase_since_ms = 1_700_000_000_000;
+        s.open_until_ms = 1_700_000_005_000;
+        let bytes = s.encode();
+        assert_eq!(
+            BreakerState::open_times(&bytes),
+            Some((1_700_000_000_000, 1_700_000_005_000))
+        );
+        assert_eq!(
+            BreakerState::open_times(bytes.get(..20).unwrap()),
+            None,
+            "cut short"
+        );
+        s.phase = Phase::HalfOpen;
+        assert_eq!(BreakerState::open_times(&s.encode()), None);
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn circuit_breaker() -> Value {
                 "statuses": statuses("status", json!(["5xx"]), "Response statuses that are failures: codes (503, \"503\"), classes (\"5xx\", \"50x\") or ranges (\"500-504\")."),
                 "response_flags": response_flags(cb::DEFAULT_FAILURE_FLAGS, "Envoy response flags that are failures whatever the status."),
                 "slow_call": duration("positive_duration", None, "A call is slow when its response headers take longer than this; absent: no call is slow."),
+                "hang_after": duration("positive_duration", None, "A call still without response headers after this long counts as a failure at once, not when its timeout ends it; absent: off."),
             }),
         ),
         never(json!({
@@ -92,6 +93,7 @@ fn circuit_breaker() -> Value {
                 "statuses": {"type": "array", "maxItems": 0},
                 "response_flags": {"type": "array", "maxItems": 0},
                 "slow_call": {"type": "null"},
+                "hang_after": {"type": "null"},
             },
         })),
     );
@@ -1167,7 +1169,7 @@ mod tests {
                     "match": {"path_prefix": "/recommendations", "methods": ["GET", "HEAD"], "authority": "*.example.com", "cluster": "backend", "route": "default"},
                     "split_by": "header:x-tenant",
                     "max_keys": 500,
-                    "failure": {"statuses": [503, "5xx", "500-504", " 429 "], "response_flags": ["UF", "UT", "URX", "UC"], "slow_call": "2s"},
+                    "failure": {"statuses": [503, "5xx", "500-504", " 429 "], "response_flags": ["UF", "UT", "URX", "UC"], "slow_call": "2s", "hang_after": "500ms"},
                     "trip": {"consecutive_failures": 5, "failure_rate": 50, "slow_call_rate": 80.5, "minimum_calls": 20, "window": {"kind": "count", "size": 100}},
                     "open": {"duration": "5s", "max_duration": "60s", "backoff_multiplier": 2.0, "jitter": 0.1},
                     "half_open": {"probes": 3, "max_wait": "10s"},
