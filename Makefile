@@ -20,6 +20,8 @@ ENVOY_BIN := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 # Module size bar, in bytes (150 KiB), checked on every build.
 MAX_WASM_BYTES := 153600
 FILTERS := circuit_breaker fallback log_enrichment
+# The native `breakwater` command (validate, schema, oci); defined before any rule names it.
+CLI := target/debug/breakwater
 WASMS := $(FILTERS:%=dist/%.wasm)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find filters -path filters/cli -prune -o \( -name '*.rs' -o -name Cargo.toml \) -print 2>/dev/null)
 CLI_SOURCES := $(RUST_SOURCES) $(shell find filters/cli -name '*.rs' -o -name Cargo.toml 2>/dev/null)
@@ -126,9 +128,7 @@ lint: $(TOOLS)/.target-wasm32-wasip1 $(TOOLS)/.target-wasm32-unknown-unknown ## 
 	cargo clippy --locked --workspace --exclude breakwater-cli --target wasm32-wasip1 -- -D warnings
 	cargo clippy --locked --workspace --exclude breakwater-cli --all-targets --target wasm32-unknown-unknown -- -D warnings
 
-CLI := target/debug/breakwater
 VERSION := $(shell awk -F'"' '/^version = / { print $$2; exit }' Cargo.toml)
-OCI_IMAGES := $(FILTERS:%=dist/oci/%)
 REGISTRY ?=
 TLS_VERIFY ?= true
 
