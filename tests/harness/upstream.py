@@ -8,6 +8,8 @@ Modes (switch at any time with `Upstream.set_mode` or `GET /__upstream/mode?mode
     hang               read the request, never answer; hold the socket until the peer gives up
     close              read the request, close the connection without a response (FIN)
     reset              read the request, close with SO_LINGER 0 (RST)
+    reset_mid_body     send the status line, headers announcing all of `body` (default 4 KiB of "x")
+                       and half of it, then close with RST (an upstream dying mid-response)
     refuse             stop listening (connections are refused) and drop kept-alive connections;
                        the control endpoint goes too, so only set_mode() (or a restart) ends it
     noise  every=N     every N-th request since the switch gets `code` (default 500), others 200
@@ -45,6 +47,7 @@ _MODE_PARAMS: dict[str, set[str]] = {
     "hang": set(),
     "close": set(),
     "reset": set(),
+    "reset_mid_body": {"code", "body"},
     "refuse": set(),
     "noise": {"every", "code"},
 }
@@ -52,7 +55,7 @@ _REQUIRED_PARAMS = {"status": {"code"}, "delay": {"ms"}, "noise": {"every"}}
 _INT_PARAMS = {"code", "ms", "every"}
 
 _MAX_HEADER_LINE = 65536
-_MAX_HEADER_LINES = 200
+_MAX_HEADER_LINES = 4096  # tests raise Envoy's own limit (100 by default) to 2000
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,18 @@ class Upstream:
             elif name == "hang":
                 _wait_until_peer_closes(conn)
             return False  # closing the socket (in _serve_connection) does the rest
+
+        if name == "reset_mid_body":
+            self._log_request(request, "reset mid body", mode)
+            whole = params.get("body", "x" * 4096).encode()
+            head = (
+                f"HTTP/1.1 {params.get('code', 200)} Partial\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(whole)}\r\n\r\n"
+            )
+            conn.sendall(head.encode("latin-1") + whole[: len(whole) // 2])
+            self._stopping.wait(0.2)  # let the proxy read the headers and half the body first
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
 
         if name == "delay" and self._stopping.wait(params["ms"] / 1000):
             return False

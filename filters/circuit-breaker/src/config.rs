@@ -139,8 +139,9 @@ pub struct BreakerConfig {
 }
 
 /// The failure flags counted when `failure.response_flags` is omitted: Envoy's connect
-/// failures, timeouts and resets, and "no healthy upstream".
-pub const DEFAULT_FAILURE_FLAGS: &[&str] = &["UF", "UT", "UC", "UR", "URX", "UH"];
+/// failures, timeouts and resets, "no healthy upstream", and protocol errors (`UPE`: among
+/// others, a response cut off mid-body, which Envoy reports with the headers' 200).
+pub const DEFAULT_FAILURE_FLAGS: &[&str] = &["UF", "UT", "UC", "UR", "URX", "UH", "UPE"];
 
 impl BreakerConfig {
     pub fn parse(bytes: &[u8]) -> Result<BreakerConfig, ConfigError> {
@@ -554,7 +555,10 @@ mod tests {
         assert_eq!(b.trip.consecutive_failures, Some(5));
         assert_eq!(b.trip.failure_rate, None);
         assert!(b.failure.statuses.contains(500) && b.failure.statuses.contains(599));
-        assert_eq!(FlagSet::describe(b.failure.flags.0), "UH,UT,UR,UF,UC,URX");
+        assert_eq!(
+            FlagSet::describe(b.failure.flags.0),
+            "UH,UT,UR,UF,UC,URX,UPE"
+        );
         assert_eq!(b.open.duration_ms, 5000);
         assert_eq!(b.open.max_duration_ms, 60_000);
         assert_eq!(b.open.backoff_multiplier, 2.0);

@@ -14,5 +14,8 @@ pub mod policy;
 pub mod state;
 pub mod window;
 
+#[cfg(test)]
+mod proptests;
+
 #[cfg(target_os = "wasi")]
 mod adapter;

@@ -184,10 +184,37 @@ impl CountWindow {
             failed_bits,
             slow_bits,
         };
-        // Totals must agree with the bits, or the data is not ours.
+        // Totals must agree with the bits, and no bit may sit in a slot that holds no call (a
+        // slot not yet written, or the padding past `size`): such a bit would never be cleared.
+        let written = if filled < size {
+            if head != filled {
+                return None;
+            }
+            filled
+        } else {
+            size
+        };
         let ones = |bits: &[u8]| bits.iter().map(|b| b.count_ones()).sum::<u32>();
-        (ones(&window.failed_bits) == failures && ones(&window.slow_bits) == slow).then_some(window)
+        (ones(&window.failed_bits) == failures
+            && ones(&window.slow_bits) == slow
+            && only_below(&window.failed_bits, written)
+            && only_below(&window.slow_bits, written))
+        .then_some(window)
     }
+}
+
+/// True when no bit at slot `limit` or above is set.
+fn only_below(bits: &[u8], limit: u32) -> bool {
+    let mut first = 0u32;
+    bits.iter().all(|&byte| {
+        let valid = match limit.saturating_sub(first) {
+            0 => 0u8,
+            n if n >= 8 => 0xff,
+            n => (1u8 << n) - 1,
+        };
+        first = first.saturating_add(8);
+        byte & !valid == 0
+    })
 }
 
 fn put_bit(bits: &mut [u8], slot: u32) {
@@ -291,13 +318,23 @@ impl TimeWindow {
             return None;
         }
         let mut buckets = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            buckets.push(Bucket {
+        for slot in 0..u64::from(count) {
+            let bucket = Bucket {
                 period: input.u64()?,
                 calls: input.u32()?,
                 failures: input.u32()?,
                 slow: input.u32()?,
-            });
+            };
+            // A bucket's failures and slow calls are among its calls, and a used bucket sits in
+            // the slot of its period; anything else is not data this filter wrote.
+            let used = bucket.calls > 0 || bucket.failures > 0 || bucket.slow > 0;
+            if bucket.failures > bucket.calls
+                || bucket.slow > bucket.calls
+                || (used && bucket.period % u64::from(count) != slot)
+            {
+                return None;
+            }
+            buckets.push(bucket);
         }
         Some(TimeWindow { bucket_ms, buckets })
     }

@@ -103,7 +103,10 @@ pub fn scan_all(text: &[u8], detectors: &[Detector], spans: &mut Vec<Span>) {
 /// are merged by always taking the earliest head (linear in spans × runs, and without the
 /// standard library's sort, which would cost ~3 KB of module).
 pub fn merge(spans: Vec<Span>) -> Vec<Span> {
-    let key = |s: &Span| (s.start, usize::MAX - s.end);
+    // Earliest first, then longest, then a masking detector before an address truncation:
+    // a truncated address must not stand where another detector saw a secret (`Bearer ::b0`).
+    let truncates = |s: &Span| matches!(s.detector, Detector::Ipv4 | Detector::Ipv6);
+    let key = |s: &Span| (s.start, usize::MAX - s.end, truncates(s));
     let mut heads: Vec<(usize, usize)> = Vec::new(); // (next index, end of run)
     let mut run_start = 0;
     for i in 1..=spans.len() {
@@ -128,8 +131,10 @@ pub fn merge(spans: Vec<Span>) -> Vec<Span> {
             break;
         };
         head.0 += 1;
-        match merged.last() {
-            Some(last) if span.start < last.end => {}
+        match merged.last_mut() {
+            // Overlapping finds are redacted as one: a span that only starts inside another
+            // must not leave its tail in the clear ("2554 5555-5555-5555-4444").
+            Some(last) if span.start < last.end => last.end = last.end.max(span.end),
             _ => merged.push(span),
         }
     }
@@ -218,20 +223,40 @@ fn is_tld(tld: &[u8]) -> bool {
     punycode || (tld.len() >= 2 && tld.iter().all(|b| b.is_ascii_alphabetic() || *b >= 0x80))
 }
 
+/// The length of the valid multi-byte UTF-8 character starting at `i`, if one does.
+fn utf8_len_at(text: &[u8], i: usize) -> Option<usize> {
+    let n = match at(text, i) {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return None,
+    };
+    std::str::from_utf8(text.get(i..i + n)?).ok().map(|_| n)
+}
+
 fn scan_emails(text: &[u8], out: &mut Vec<Span>) {
     let mut i = 0;
+    // The end of the last address found: the next one's local part starts no earlier, or its
+    // span would overlap and `merge` would drop it (`x@example.co_y@example.com`).
+    let mut floor = 0;
     while i < text.len() {
         if at(text, i) != b'@' {
             i += 1;
             continue;
         }
         let mut start = i;
-        while start > 0 && is_local_byte(before(text, start)) {
+        while start > floor && is_local_byte(before(text, start)) {
             start -= 1;
         }
         let mut end = i + 1;
         while end < text.len() && is_domain_byte(at(text, end)) {
-            end += 1;
+            // Non-ASCII only as whole UTF-8 characters: invalid bytes end the domain, or an
+            // address followed by them (`ola@example.no\xff\xff2`) would not be found.
+            end += match utf8_len_at(text, end) {
+                Some(n) => n,
+                None if at(text, end) < 0x80 => 1,
+                None => break,
+            };
         }
         // A domain ends on a letter run of at least two after its last dot.
         while end > i + 1
@@ -244,13 +269,18 @@ fn scan_emails(text: &[u8], out: &mut Vec<Span>) {
             .iter()
             .rposition(|b| *b == b'.')
             .is_some_and(|dot| dot > 0 && is_tld(domain.get(dot + 1..).unwrap_or_default()));
-        if start < i && tld_ok {
+        // U+FFFD is what invalid bytes became in an earlier pass, not part of an address.
+        let replaced = text
+            .get(start..end)
+            .is_some_and(|t| t.windows(3).any(|w| w == "\u{fffd}".as_bytes()));
+        if start < i && tld_ok && !replaced {
             out.push(Span {
                 start,
                 end,
                 detector: Detector::Email,
             });
             i = end;
+            floor = end;
         } else {
             i += 1;
         }
@@ -273,7 +303,7 @@ fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
     let mut groups: Vec<Group> = Vec::new();
     let mut i = 0;
     while i < text.len() {
-        if !at(text, i).is_ascii_digit() || before(text, i).is_ascii_alphanumeric() {
+        if !at(text, i).is_ascii_digit() || glued(before(text, i)) {
             i += 1;
             continue;
         }
@@ -292,7 +322,7 @@ fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
             end += 1;
         }
         // A trailing group glued to letters ("12abc") is part of a token, not a number.
-        if at(text, end).is_ascii_alphanumeric() {
+        if glued_after(at(text, end)) {
             groups.pop();
             while end < text.len() && at(text, end).is_ascii_alphanumeric() {
                 end += 1;
@@ -303,8 +333,8 @@ fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
     }
 }
 
-/// Tests windows of consecutive groups, longest first from each start; a match consumes its
-/// groups.
+/// Tests windows of consecutive groups, longest first from each start; overlapping matches are
+/// all reported (`merge` joins them).
 fn match_windows(text: &[u8], groups: &[Group], detector: Detector, out: &mut Vec<Span>) {
     let max_digits = match detector {
         Detector::PaymentCard => 19,
@@ -348,7 +378,9 @@ fn match_windows(text: &[u8], groups: &[Group], detector: Detector, out: &mut Ve
                     end: tail,
                     detector,
                 });
-                first = stop;
+                // The next start is still tried: a number just before a card can form a window
+                // that passes the check by chance and would otherwise hide the real card.
+                first += 1;
             }
             _ => first += 1,
         }
@@ -691,8 +723,7 @@ fn scan_ipv4(text: &[u8], out: &mut Vec<Span>) {
     let mut i = 0;
     while i < text.len() {
         let b = at(text, i);
-        if !b.is_ascii_digit() || before(text, i).is_ascii_alphanumeric() || before(text, i) == b'.'
-        {
+        if !b.is_ascii_digit() || glued(before(text, i)) || before(text, i) == b'.' {
             i += 1;
             continue;
         }
@@ -712,18 +743,55 @@ fn scan_ipv4(text: &[u8], out: &mut Vec<Span>) {
             }
         }
         let next = at(text, end);
-        let continues =
-            next.is_ascii_alphanumeric() || (next == b'.' && at(text, end + 1).is_ascii_digit());
+        let continues = glued_after(next) || (next == b'.' && at(text, end + 1).is_ascii_digit());
         let candidate = text.get(i..end).unwrap_or_default();
         if !continues && parse_ipv4(candidate).is_some() {
-            out.push(Span {
-                start: i,
-                end,
-                detector: Detector::Ipv4,
-            });
+            match prefix_length(text, end) {
+                // A network of /24 or wider tells no more than the /24 it is logged as.
+                Some((bits, _)) if bits <= 24 => {}
+                suffix => out.push(Span {
+                    start: i,
+                    end: suffix.map_or(end, |(_, suffix_end)| suffix_end),
+                    detector: Detector::Ipv4,
+                }),
+            }
         }
         i = end.max(i + 1);
     }
+}
+
+/// Whether a number or address starting after `b` would be the tail of a longer token: after a
+/// letter or digit, or after the `]` of an earlier pass's `[REDACTED:…]`, whose covered text
+/// was glued to it. So redacting the output again finds nothing new.
+fn glued(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b']'
+}
+
+/// The same on the right: before a letter or digit, or before the `[` of a `[REDACTED:…]`.
+fn glued_after(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'['
+}
+
+/// A CIDR prefix length right after an address (`/24`): its value and where it ends.
+fn prefix_length(text: &[u8], at_slash: usize) -> Option<(u32, usize)> {
+    if at(text, at_slash) != b'/' {
+        return None;
+    }
+    let digits = text
+        .get(at_slash + 1..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let end = at_slash + 1 + digits;
+    if !(1..=3).contains(&digits) || at(text, end).is_ascii_alphanumeric() {
+        return None;
+    }
+    let bits = text
+        .get(at_slash + 1..end)?
+        .iter()
+        .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    Some((bits, end))
 }
 
 fn is_ipv6_byte(b: u8) -> bool {
@@ -750,10 +818,12 @@ fn scan_ipv6(text: &[u8], out: &mut Vec<Span>) {
         while run_end > i && at(text, run_end - 1) == b'.' {
             run_end -= 1; // a sentence's full stop
         }
-        let bounded = !at(text, end).is_ascii_alphanumeric();
+        let bounded = !glued_after(at(text, end));
         let mut start = i;
         while bounded && start < run_end {
-            let left_ok = start == i && !before(text, i).is_ascii_alphanumeric()
+            // Hex right after `%` is an escape's (`%FF::`); the decoded layers see what it
+            // encodes. (Digits after `%` are still checked: `50%4111…` must not hide a card.)
+            let left_ok = start == i && !glued(before(text, i)) && before(text, i) != b'%'
                 || (before(text, start) == b':'
                     && before(text, start - 1) != b':'
                     && at(text, start) != b':');
@@ -761,13 +831,18 @@ fn scan_ipv6(text: &[u8], out: &mut Vec<Span>) {
             if left_ok
                 && candidate.len() <= MAX_IPV6_TEXT
                 && candidate.iter().filter(|b| **b == b':').count() >= 2
+                && candidate.iter().any(u8::is_ascii_hexdigit) // "::" alone names nobody
                 && parse_ipv6(candidate).is_some()
             {
-                out.push(Span {
-                    start,
-                    end: run_end,
-                    detector: Detector::Ipv6,
-                });
+                match prefix_length(text, run_end).filter(|_| run_end == end) {
+                    // A /48 or wider network tells no more than the /48 it is logged as.
+                    Some((bits, _)) if bits <= 48 => {}
+                    suffix => out.push(Span {
+                        start,
+                        end: suffix.map_or(run_end, |(_, suffix_end)| suffix_end),
+                        detector: Detector::Ipv6,
+                    }),
+                }
                 break;
             }
             // Next start: just after the next colon.
@@ -908,7 +983,11 @@ fn scan_bearer(text: &[u8], out: &mut Vec<Span>) {
             start += 1;
         }
         let mut end = start;
-        while end < text.len() && (is_base64url(at(text, end)) || b".~+/=".contains(&at(text, end)))
+        // RFC 6750's token characters, and `:` too: whatever follows "Bearer" up to a space is
+        // taken as the credential, so no part of it is left to other detectors (`Bearer ::b`
+        // would otherwise become `Bearer 0:0:0::/48`, and that a token the next time).
+        while end < text.len()
+            && (is_base64url(at(text, end)) || b".~+/=:".contains(&at(text, end)))
         {
             end += 1;
         }

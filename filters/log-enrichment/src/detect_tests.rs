@@ -349,7 +349,7 @@ fn detector_names_roundtrip() {
 }
 
 #[test]
-fn merge_orders_runs_and_drops_overlaps() {
+fn merge_orders_runs_and_joins_overlaps() {
     let span = |start, end| Span {
         start,
         end,
@@ -367,8 +367,8 @@ fn merge_orders_runs_and_drops_overlaps() {
     let merged: Vec<(usize, usize)> = merge(spans).iter().map(|s| (s.start, s.end)).collect();
     assert_eq!(
         merged,
-        [(0, 3), (5, 9), (10, 12)],
-        "earlier wins; at the same start the longer"
+        [(0, 3), (5, 9), (10, 20)],
+        "earlier wins, at the same start the longer, and a span reaching past it extends it"
     );
     assert!(merge(Vec::new()).is_empty());
     // Many spans in many runs (reversed input: every span its own run) still come out sorted.

@@ -60,6 +60,9 @@ pub struct Redactor {
     pub max_value_bytes: usize,
 }
 
+/// Extra passes over a value that had something redacted (see `redact_once`).
+const MAX_EXTRA_PASSES: usize = 3;
+
 impl Redactor {
     pub fn new(config: &Redaction) -> Self {
         Redactor {
@@ -205,6 +208,21 @@ impl Redactor {
 
     /// `text` with every detection replaced, or `None` when there is none.
     fn redact_once(&self, text: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
+        let mut out = self.redact_pass(text, counts)?;
+        // A replacement can change what its neighbours look like to the detectors (the rest of
+        // a token, now standing alone, reads as an address). Redacting the result again until
+        // nothing changes (bounded; almost always one extra scan that finds nothing) makes a
+        // logged value a fixed point: redacting it again changes nothing.
+        for _ in 0..MAX_EXTRA_PASSES {
+            match self.redact_pass(&out, counts) {
+                Some(again) if again != out => out = again,
+                _ => break,
+            }
+        }
+        Some(out)
+    }
+
+    fn redact_pass(&self, text: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
         let mut spans = Vec::new();
         scan_all(text, &self.detectors, &mut spans);
         self.param_spans(text, &mut spans);
@@ -279,11 +297,12 @@ impl Redactor {
 
     fn replacement(&self, detector: Detector, value: &[u8], out: &mut Vec<u8>) {
         match detector {
-            Detector::Ipv4 => match parse_ipv4(value) {
+            // A narrower network's prefix length (`/32`) goes with the address it follows.
+            Detector::Ipv4 => match parse_ipv4(without_prefix_length(value)) {
                 Some(octets) => out.extend_from_slice(truncated_ipv4(octets).as_bytes()),
                 None => self.mask(detector.name(), value, out),
             },
-            Detector::Ipv6 => match parse_ipv6(value) {
+            Detector::Ipv6 => match parse_ipv6(without_prefix_length(value)) {
                 Some(segments) => out.extend_from_slice(truncated_ipv6(segments).as_bytes()),
                 None => self.mask(detector.name(), value, out),
             },
@@ -304,6 +323,11 @@ impl Redactor {
 }
 
 /// Splits `host[:port]` (IPv6 hosts in brackets; anything unclear stays whole).
+/// An address without a CIDR suffix (`10.1.2.3/32` → `10.1.2.3`).
+fn without_prefix_length(value: &[u8]) -> &[u8] {
+    value.split(|b| *b == b'/').next().unwrap_or(value)
+}
+
 pub fn split_authority(authority: &[u8]) -> (&[u8], Option<u16>) {
     let colon = if authority.first() == Some(&b'[') {
         match authority.iter().position(|b| *b == b']') {

@@ -358,3 +358,45 @@ fn twelve_digit_maestro_cards_are_found() {
     let card = format!("50180000000{check}");
     assert_eq!(text(&masking(), &card).0, "[REDACTED:payment_card]");
 }
+
+#[test]
+fn what_the_fuzzer_found_stays_fixed() {
+    let r = masking();
+    let redacted = |input: &str| text(&r, input).0;
+    // A card right after a number that forms a Luhn-valid window with its first groups.
+    for input in ["2554 5555-5555-5555-4444", "3::2554 5555-5555-5555-4444"] {
+        let out = redacted(input);
+        assert!(
+            !out.contains("4444") && !out.contains("5555"),
+            "{input} -> {out}"
+        );
+    }
+    // Digits after a literal `%` that is also an escape (`%41` is `A`) are still a card.
+    assert!(!redacted(&format!("discount 50%{CARD}")).contains(CARD));
+    // Networks as wide as the truncation stay; narrower ones are truncated; neither grows.
+    assert_eq!(
+        redacted("net 10.0.0.0/8 and 203.0.113.0/24"),
+        "net 10.0.0.0/8 and 203.0.113.0/24"
+    );
+    assert_eq!(redacted("host 203.0.113.45/32"), "host 203.0.113.0/24");
+    assert_eq!(redacted("net 2001:db8:85a3::/48"), "net 2001:db8:85a3::/48");
+    // An address glued to a token taken by another detector is taken with it.
+    assert_eq!(redacted("Bearer ::b0"), "Bearer [REDACTED:bearer]");
+    // Addresses after one another, and one followed by invalid bytes.
+    assert_eq!(
+        redacted("x@example.co_y@example.com"),
+        "[REDACTED:email][REDACTED:email]"
+    );
+    let out = r.text(b"to ola@example.no\xff\xff2", 4096, &mut Counts::default());
+    assert!(!out.contains("ola@example.no"), "{out}");
+    // Every output above is a fixed point.
+    for input in [
+        "2554 5555-5555-5555-4444",
+        "host 203.0.113.45",
+        "ip6 2001:db8::1",
+        "Bearer ::b0",
+    ] {
+        let once = redacted(input);
+        assert_eq!(redacted(&once), once, "{input}");
+    }
+}
