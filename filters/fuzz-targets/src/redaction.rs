@@ -58,7 +58,10 @@ pub fn redaction(data: &[u8]) {
             out.len()
         );
     }
-    if checkable(&as_text, max) {
+    // Text, paths and queries are checked as sent and at two percent-decoding levels, so
+    // redacting an output that still holds escapes again looks one level deeper than the first
+    // time: idempotence holds, and is checked, where the output has no escapes.
+    if checkable(&as_text, max) && !as_text.contains('%') {
         let again = redactor.text(as_text.as_bytes(), max, &mut Counts::default());
         if checkable(&again, usize::MAX) {
             assert_eq!(
@@ -67,9 +70,6 @@ pub fn redaction(data: &[u8]) {
             );
         }
     }
-    // Paths and queries are logged percent-encoded and checked as sent and at two decoding
-    // levels, so redacting an encoded output again looks one level deeper than the first time:
-    // idempotence holds, and is checked, where the output has no escapes.
     if checkable(&as_path, max) && !as_path.contains('%') {
         let again = redactor.path(as_path.as_bytes(), &mut Counts::default());
         if checkable(&again, usize::MAX) {
