@@ -30,7 +30,7 @@ from tests.harness import (
     wait_for_access_log,
     wasm_filter,
 )
-from tests.harness.config import free_port
+from tests.harness.config import free_port, lds_bootstrap, push_listener
 
 EMAIL = "ola.nordmann@example.no"
 FNR = "01010012356"  # a valid fødselsnummer
@@ -472,20 +472,10 @@ def test_lds_updates_while_traffic_flows(upstream, tmp_path):
         log_config = {**LOG_CONFIG, "service": {"name": "shop", "version": f"v{version}"}}
         filters = chain(log_config, rules, [reply])
         config = envoy_config(upstream.port, http_filters=filters, access_logs=[record_access_log(str(records_path))])
-        listener = raise_header_limits(config)["static_resources"]["listeners"][0]
-        listener["address"]["socket_address"]["port_value"] = port
-        staged = tmp_path / "lds.json.next"
-        resource = {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **listener}
-        staged.write_text(json.dumps({"resources": [resource]}))
-        staged.rename(lds_path)
+        push_listener(lds_path, raise_header_limits(config), port)
 
     push(1)
-    bootstrap = envoy_config(upstream.port)
-    del bootstrap["static_resources"]["listeners"]
-    bootstrap["node"] = {"id": "breakwater-test", "cluster": "breakwater-test"}
-    bootstrap["dynamic_resources"] = {
-        "lds_config": {"path_config_source": {"path": str(lds_path)}, "resource_api_version": "V3"}
-    }
+    bootstrap = lds_bootstrap(upstream.port, lds_path)
     with Envoy(bootstrap) as envoy:
         try:
             upstream.set_mode("status", code=503)

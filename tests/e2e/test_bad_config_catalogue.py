@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.harness import Envoy, breaker_filter, dist_module, envoy_config, fallback_filter, log_filter, request, wasm_filter
-from tests.harness.config import free_port
+from tests.harness.config import free_port, lds_bootstrap, push_listener
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "target" / "debug" / "breakwater"
@@ -372,17 +372,10 @@ def test_envoy_refuses_pushed_bad_configs_and_keeps_the_previous_one(filter_kind
     port = free_port()
 
     def push(configuration: dict | str) -> None:
-        listener = envoy_config(upstream.port, http_filters=[filter_entry(filter_kind, configuration)])["static_resources"]["listeners"][0]
-        listener["address"]["socket_address"]["port_value"] = port
-        staged = tmp_path / "lds.json.next"
-        staged.write_text(json.dumps({"resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **listener}]}))
-        staged.rename(lds_path)  # Envoy watches for the file being moved into place
+        push_listener(lds_path, envoy_config(upstream.port, http_filters=[filter_entry(filter_kind, configuration)]), port)
 
     push(baseline.configuration)
-    bootstrap = envoy_config(upstream.port)
-    del bootstrap["static_resources"]["listeners"]
-    bootstrap["node"] = {"id": "breakwater-test", "cluster": "breakwater-test"}
-    bootstrap["dynamic_resources"] = {"lds_config": {"path_config_source": {"path": str(lds_path)}, "resource_api_version": "V3"}}
+    bootstrap = lds_bootstrap(upstream.port, lds_path)
     url = f"http://127.0.0.1:{port}/api"
     marker = f"breakwater {label}: invalid configuration:"
 

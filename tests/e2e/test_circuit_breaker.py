@@ -3,7 +3,6 @@ real sockets. Each test starts its own Envoy and upstream on free ports."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from tests.harness import Envoy, Route, dist_module, envoy_config, request, wait_for_access_log, wasm_filter
 from tests.harness.client import concurrent
-from tests.harness.config import free_port
+from tests.harness.config import free_port, lds_bootstrap, push_listener
 from tests.harness.envoy import REPO_ROOT, envoy_binary, refusal_log_lines
 
 STAT = "wasmcustom.breakwater.circuit_breaker"
@@ -555,24 +554,14 @@ def test_config_updates_keep_state_and_invalid_ones_keep_the_previous_config(ups
 
     def push(breakers: list[dict] | str) -> None:
         configuration = breakers if isinstance(breakers, str) else {"breakers": breakers}
-        listener = envoy_config(
-            upstream.port, http_filters=[wasm_filter("cb", str(dist_module("circuit_breaker")), configuration)]
-        )["static_resources"]["listeners"][0]
-        listener["address"]["socket_address"]["port_value"] = port
-        staged = tmp_path / "lds.json.next"
-        staged.write_text(json.dumps({"resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **listener}]}))
-        staged.rename(lds_path)  # Envoy watches for the file being moved into place
+        filters = [wasm_filter("cb", str(dist_module("circuit_breaker")), configuration)]
+        push_listener(lds_path, envoy_config(upstream.port, http_filters=filters), port)
 
     def api(body: str) -> dict:
         return breaker(trip={"consecutive_failures": 2}, open={"duration": "30s"}, response={"body": body})
 
     push([api("v1")])
-    bootstrap = envoy_config(upstream.port)
-    del bootstrap["static_resources"]["listeners"]
-    bootstrap["node"] = {"id": "breakwater-test", "cluster": "breakwater-test"}
-    bootstrap["dynamic_resources"] = {
-        "lds_config": {"path_config_source": {"path": str(lds_path)}, "resource_api_version": "V3"}
-    }
+    bootstrap = lds_bootstrap(upstream.port, lds_path)
     with Envoy(bootstrap) as envoy:
         url = f"http://127.0.0.1:{port}/api"
         upstream.set_mode("status", code=503)

@@ -249,3 +249,25 @@ def fallback_filter(rules: list[dict], cache: dict | None = None) -> dict:
     """breakwater's fallback filter (dist/fallback.wasm) with these rules."""
     configuration = {"rules": rules, **({"cache": cache} if cache else {})}
     return wasm_filter("fallback", str(dist_module("fallback")), configuration)
+
+
+def push_listener(lds_path: Path, config: dict, port: int) -> None:
+    """Writes the first listener of `config`, on `port`, as the LDS file at `lds_path`: Envoy
+    picks it up when the file is moved into place, as a control plane's push."""
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = port
+    staged = lds_path.with_name(lds_path.name + ".next")
+    resource = {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **listener}
+    staged.write_text(json.dumps({"resources": [resource]}))
+    staged.rename(lds_path)
+
+
+def lds_bootstrap(upstream_port: int, lds_path: Path) -> dict:
+    """A bootstrap whose listeners come from the LDS file `lds_path` (see `push_listener`)."""
+    bootstrap = envoy_config(upstream_port)
+    del bootstrap["static_resources"]["listeners"]
+    bootstrap["node"] = {"id": "breakwater-test", "cluster": "breakwater-test"}
+    bootstrap["dynamic_resources"] = {
+        "lds_config": {"path_config_source": {"path": str(lds_path)}, "resource_api_version": "V3"}
+    }
+    return bootstrap
