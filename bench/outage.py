@@ -19,6 +19,7 @@ from bench import load
 from bench.variants import breaker, breaker_config, fallback, listener_config
 from tests.harness import Envoy, Upstream
 from tests.harness.config import dist_module, static_cluster, wasm_filter
+from tests.harness.contract import access_log_field
 
 RATE = 100  # requests per second, well below every knee
 CONNECTIONS = 300  # enough for every request hanging for the 1 s timeout
@@ -26,8 +27,7 @@ CONNECTIONS = 300  # enough for every request hanging for the 1 s timeout
 ACCESS_LOG = {
     "start": "%START_TIME(%s.%3f)%", "duration_ms": "%DURATION%", "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%", "upstream": "%UPSTREAM_HOST%",
-    "decision": "%FILTER_STATE(wasm.breakwater.circuit_breaker.decision:PLAIN)%",
-    "state": "%FILTER_STATE(wasm.breakwater.circuit_breaker.state:PLAIN)%",
+    "decision": access_log_field("decision"), "state": access_log_field("state"),
 }  # fmt: skip
 def breaker_without_hang_detection() -> dict:
     config = breaker_config()

@@ -16,6 +16,7 @@ from typing import Callable
 import yaml
 
 from tests.harness.config import ROUTER_FILTER, dist_module, socket_address, static_cluster, wasm_filter
+from tests.harness.contract import access_log_field
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMPTY_FILTER = REPO_ROOT / "dist" / "bench" / "empty_filter.wasm"
@@ -95,7 +96,7 @@ def record_log(path: str) -> dict:
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path,
-            "log_format": {"text_format_source": {"inline_string": "%FILTER_STATE(wasm.breakwater_log:PLAIN)%\n"}},
+            "log_format": {"text_format_source": {"inline_string": access_log_field("log_record") + "\n"}},
         },
     }
 

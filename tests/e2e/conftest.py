@@ -9,18 +9,16 @@ from typing import Callable, Sequence
 import pytest
 
 from tests.harness import Envoy, Upstream, breaker_filter, envoy_config
+from tests.harness.contract import access_log_field
 
-# Every access-log line carries the filters' filter state (Envoy prints "-" when unset).
+# Every access-log line carries the filters' filter state (Envoy prints "-" when unset), each
+# field named as in the filter-state contract (`breakwater contract`).
+_STATE_FIELDS = ("breaker", "decision", "state", "outcome", "fallback_rule", "fallback_trigger",
+                 "fallback_served", "fallback_cache")
 ACCESS_LOG_FORMAT = (
     "path=%REQ(:PATH)% authority=%REQ(:AUTHORITY)% status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% "
-    "breaker=%FILTER_STATE(wasm.breakwater.circuit_breaker.breaker:PLAIN)% "
-    "decision=%FILTER_STATE(wasm.breakwater.circuit_breaker.decision:PLAIN)% "
-    "state=%FILTER_STATE(wasm.breakwater.circuit_breaker.state:PLAIN)% "
-    "outcome=%FILTER_STATE(wasm.breakwater.circuit_breaker.outcome:PLAIN)% "
-    "fallback_rule=%FILTER_STATE(wasm.breakwater.fallback.rule:PLAIN)% "
-    "fallback_trigger=%FILTER_STATE(wasm.breakwater.fallback.trigger:PLAIN)% "
-    "fallback_served=%FILTER_STATE(wasm.breakwater.fallback.served:PLAIN)% "
-    "fallback_cache=%FILTER_STATE(wasm.breakwater.fallback.cache:PLAIN)%\n"
+    + " ".join(f"{name}={access_log_field(name)}" for name in _STATE_FIELDS)
+    + "\n"
 )
 
 

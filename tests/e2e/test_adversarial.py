@@ -531,3 +531,92 @@ def test_lds_updates_while_traffic_flows(upstream, tmp_path):
         versions = {json.loads(line)["service.version"] for line in lines}
         assert versions == {"v1", "v2", "v3", "v4"}
         assert_no_wasm_failure(envoy)
+
+
+# --- the shims over raw host calls (README, "The SDK and its shims") ------------------------------
+
+LUA = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
+
+
+def lua(name: str, code: str) -> dict:
+    """An Envoy Lua filter: another filter in the chain, doing what ours must survive."""
+    return {"name": f"test.lua.{name}", "typed_config": {"@type": LUA, "default_source_code": {"inline_string": code}}}
+
+
+def test_a_header_name_outside_utf8_added_by_another_filter_is_served(envoy_with, upstream):
+    """Envoy's codecs take only token header names (it even refuses to send an odd one upstream),
+    but other filters may add any bytes to a header map. The log filter's and the fallback's reads
+    of whole maps would panic in the SDK's `get_map_bytes` (it unwraps UTF-8 names); through the
+    `header_map_pairs` shim the request is logged and the response kept and served."""
+    # A request header added by a later filter, which then answers itself: the log filter reads
+    # the request headers at the end of the stream.
+    adds_and_answers = lua("odd-request", """
+function envoy_on_request(h)
+  h:headers():add("x-odd-\\255", "v")
+  h:respond({[":status"] = "204"}, "")
+end
+""")
+    envoy = envoy_with([log_filter(LOG_CONFIG), adds_and_answers])
+    assert status_of(raw(envoy.port, head("/shop/odd", []))) == 204
+    assert len(records(envoy, 1)) == 1
+    # A response header added between the upstream and the fallback, which keeps the response.
+    odd_response = lua("odd-response", 'function envoy_on_response(h) h:headers():add("x-odd-\\254", "w") end')
+    log, fallback, breaker = chain()
+    envoy = envoy_with([log, fallback, odd_response, breaker])
+    upstream.set_mode("ok", body='{"fresh":true}')
+    fresh = raw(envoy.port, head("/shop/odd", []))
+    assert status_of(fresh) == 200 and b"\r\nx-odd-\xfe: w\r\n" in fresh, fresh[:300]
+    upstream.set_mode("status", code=503)
+    stale = raw(envoy.port, head("/shop/odd", []))
+    assert status_of(stale) == 200 and b'{"fresh":true}' in stale, stale[:300]
+    assert b"x-breakwater-fallback: stale" in stale
+    assert [r.get("breakwater.fallback") for r in records(envoy, 2)] == [None, "stale"]
+
+
+def test_a_stale_answer_replays_header_bytes_outside_utf8(envoy_with, upstream):
+    """Header values are bytes (obs-text is legal): the fallback keeps them as received and
+    replays them byte for byte, which the SDK's `send_http_response` (`&str` values) cannot."""
+    # Marks only the response to a request that asks for it, so the stale reply (which passes
+    # through this filter too) gets the header only from the cache.
+    marker = lua("raw-value", """
+function envoy_on_request(h)
+  if h:headers():get("x-mark-raw") ~= nil then h:streamInfo():dynamicMetadata():set("test.raw", "mark", "1") end
+end
+function envoy_on_response(h)
+  local meta = h:streamInfo():dynamicMetadata():get("test.raw")
+  if meta ~= nil and meta["mark"] == "1" then h:headers():add("x-raw", "caf\\233 \\128\\255") end
+end
+""")
+    log, fallback, breaker = chain()
+    envoy = envoy_with([log, fallback, marker, breaker])
+    upstream.set_mode("ok", body='{"fresh":true}')
+    first = raw(envoy.port, head("/shop/raw", [("x-mark-raw", "1")]))
+    assert status_of(first) == 200 and b"\r\nx-raw: caf\xe9 \x80\xff\r\n" in first, first[:300]
+    upstream.set_mode("status", code=503)
+    stale = raw(envoy.port, head("/shop/raw", []))
+    assert status_of(stale) == 200 and b"x-breakwater-fallback: stale" in stale, stale[:300]
+    assert b"\r\nx-raw: caf\xe9 \x80\xff\r\n" in stale, stale[:400]
+
+
+def test_local_replies_say_why_in_response_code_details(upstream, tmp_path):
+    """`%RESPONSE_CODE_DETAILS%` of a local reply names its sender, which the SDK's
+    `send_http_response` cannot set."""
+    access_log = tmp_path / "access.log"
+    filters = [
+        fallback_filter([{"name": "static", "match": {"path_prefix": "/static"}, "serve": [STATIC]}]),
+        breaker_filter([{"name": "closed", "match": {"path_prefix": "/forced"}, "mode": "forced_open"}]),
+    ]
+    config = envoy_config(upstream.port, http_filters=filters, access_log_path=str(access_log),
+                          access_log_format="path=%REQ(:PATH)% status=%RESPONSE_CODE% details=%RESPONSE_CODE_DETAILS%\n")
+    with Envoy(config, concurrency=2) as envoy:
+        upstream.set_mode("status", code=503)
+        assert request(envoy.url("/forced")).status == 503
+        assert request(envoy.url("/static")).status == 200
+        assert request(envoy.url("/upstream")).status == 503
+        entries = {e["path"]: e["details"] for e in wait_for_access_log(access_log, count=3)}
+        assert entries == {
+            "/forced": "breakwater_circuit_open",
+            "/static": "breakwater_fallback_static",
+            "/upstream": "via_upstream",
+        }
+        assert_no_wasm_failure(envoy)

@@ -58,14 +58,14 @@ RATE = {"failure_rate": 50}
 
 CATALOGUE: list[Case] = [
     # --- circuit breaker --------------------------------------------------------------------------
-    Case("cb-unknown-top-key", "breaker", {"breakerz": []}, "breakerz", "unknown key"),
-    Case("cb-unknown-breaker-key", "breaker", one_breaker(nope=1), "breakers[0].nope", "unknown key"),
+    Case("cb-unknown-top-key", "breaker", {"breakerz": []}, "breakerz", "unknown field"),
+    Case("cb-unknown-breaker-key", "breaker", one_breaker(nope=1), "breakers[0].nope", "unknown field"),
     Case(
         "cb-unknown-window-key",
         "breaker",
         one_breaker(trip={**RATE, "window": {"kind": "count", "size": 10, "extra": 1}}),
         "breakers[0].trip.window.extra",
-        "unknown key",
+        "unknown field",
     ),
     Case("cb-breakers-not-a-list", "breaker", {"breakers": {"name": "api"}}, "breakers"),
     Case(
@@ -148,8 +148,8 @@ CATALOGUE: list[Case] = [
     Case("cb-bad-mode", "breaker", one_breaker(mode="off"), "breakers[0].mode"),
     Case("cb-invalid-json", "breaker", '{"breakers": [', "", "invalid JSON"),
     # --- fallback -------------------------------------------------------------------------------
-    Case("fb-unknown-top-key", "fallback", {"rulez": []}, "rulez", "unknown key"),
-    Case("fb-unknown-static-key", "fallback", one_rule(serve=[{"static": {"bdy": "x"}}]), "rules[0].serve[0].static.bdy", "unknown key"),
+    Case("fb-unknown-top-key", "fallback", {"rulez": []}, "rulez", "unknown field"),
+    Case("fb-unknown-static-key", "fallback", one_rule(serve=[{"static": {"bdy": "x"}}]), "rules[0].serve[0].static.bdy", "unknown field"),
     Case("fb-unknown-source", "fallback", one_rule(serve=[{"stat1c": {}}]), "rules[0].serve[0]"),
     Case("fb-missing-serve", "fallback", {"rules": [{"name": "r"}]}, "rules[0].serve"),
     Case(
@@ -209,9 +209,9 @@ CATALOGUE: list[Case] = [
     ),
     Case("fb-relative-path-prefix", "fallback", one_rule(match={"path_prefix": "x"}, serve=STATIC), "rules[0].match.path_prefix"),
     # --- log enrichment -------------------------------------------------------------------------
-    Case("log-unknown-top-key", "log", {"servce": {}}, "servce", "unknown key"),
-    Case("log-unknown-redact-key", "log", {"redact": {"mde": "mask"}}, "redact.mde", "unknown key"),
-    Case("log-unknown-service-key", "log", {"service": {"name": "a", "team": "b"}}, "service.team", "unknown key"),
+    Case("log-unknown-top-key", "log", {"servce": {}}, "servce", "unknown field"),
+    Case("log-unknown-redact-key", "log", {"redact": {"mde": "mask"}}, "redact.mde", "unknown field"),
+    Case("log-unknown-service-key", "log", {"service": {"name": "a", "team": "b"}}, "service.team", "unknown field"),
     Case("log-headers-not-a-list", "log", {"request_headers": "user-agent"}, "request_headers"),
     Case("log-generate-string", "log", {"correlation": {"generate": "yes"}}, "correlation.generate"),
     Case(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .contract import key
+
 DIST = Path(__file__).resolve().parents[2] / "dist"
 
 ROUTER_FILTER = {
@@ -211,10 +213,11 @@ def record_access_log(path: str, json_format: dict | None = None) -> dict:
     """A file access log of log-enrichment records, one JSON line per request that the filter
     kept: the whole record (`wasm.breakwater_log`), or `json_format` built from per-field keys.
     The CEL filter skips requests sampling dropped (they have no record)."""
+    record = key("log_record")
     log_format = (
         {"json_format": json_format, "omit_empty_values": True}
         if json_format is not None
-        else {"text_format_source": {"inline_string": "%FILTER_STATE(wasm.breakwater_log:PLAIN)%\n"}}
+        else {"text_format_source": {"inline_string": f"%FILTER_STATE(wasm.{record}:PLAIN)%\n"}}
     )
     return {
         "name": "envoy.access_loggers.file",
@@ -223,7 +226,7 @@ def record_access_log(path: str, json_format: dict | None = None) -> dict:
                 "name": "envoy.access_loggers.extension_filters.cel",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                    "expression": "'wasm.breakwater_log' in filter_state",
+                    "expression": f"'wasm.{record}' in filter_state",
                 },
             }
         },

@@ -1,28 +1,34 @@
-//! The Envoy side: translates proxy-wasm callbacks into engine calls and engine decisions into
-//! host calls. No policy lives here.
+//! The Envoy side, on the proxy-wasm SDK: translates callbacks into engine calls and engine
+//! decisions into host calls. No policy lives here.
+//!
+//! Host calls per request: a matched, closed breaker reads what its match and split need,
+//! reads and (when it changes) writes the shared state, writes three filter-state values, reads
+//! `:status` at response headers and `response.flags` at the end, then writes the outcome. A
+//! rejection writes three values and sends the reply. The SDK's other callbacks (body chunks,
+//! trailers) return at once.
 
 use crate::config::BreakerConfig;
-use crate::engine::{Engine, Host, Level, RequestVerdict, Ticket, WorkerState};
-use breakwater_common::abi::{Action, Plugin, Stream};
+use crate::engine::{Engine, RequestVerdict, Ticket, WorkerState};
+use breakwater_common::filter_state::{breaker as keys, BreakerDecision};
 use breakwater_common::flags::decode_flags;
-use breakwater_common::host::{parse_configuration, Envoy};
-use breakwater_common::hostcall;
+use breakwater_envoy::{self as envoy, shim, Envoy};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Filter-state keys (read them as `%FILTER_STATE(wasm.<key>:PLAIN)%`).
-pub const FS_BREAKER: &str = "breakwater.circuit_breaker.breaker";
-pub const FS_DECISION: &str = "breakwater.circuit_breaker.decision";
-pub const FS_STATE: &str = "breakwater.circuit_breaker.state";
-pub const FS_OUTCOME: &str = "breakwater.circuit_breaker.outcome";
+/// `%RESPONSE_CODE_DETAILS%` of the breaker's rejections.
+pub const REJECTED_DETAILS: &str = "breakwater_circuit_open";
 
-breakwater_common::export_filter!(|context_id| -> Box<dyn Plugin> {
-    Box::new(BreakerRoot {
-        context_id,
-        engine: None,
-        worker: None,
-    })
-});
+proxy_wasm::main! {{
+    envoy::start(|context_id| -> Box<dyn RootContext> {
+        Box::new(BreakerRoot {
+            context_id,
+            engine: None,
+            worker: None,
+        })
+    });
+}}
 
 struct BreakerRoot {
     /// Seeds this worker's jitter source, together with the clock.
@@ -31,36 +37,38 @@ struct BreakerRoot {
     worker: Option<Rc<RefCell<WorkerState>>>,
 }
 
-impl Plugin for BreakerRoot {
-    fn configure(&mut self, configuration: &[u8]) -> bool {
-        let Some((config, plugin_name)) =
-            parse_configuration("circuit-breaker", configuration, BreakerConfig::parse)
+impl Context for BreakerRoot {}
+
+impl RootContext for BreakerRoot {
+    fn on_configure(&mut self, _configuration_size: usize) -> bool {
+        let Some((config, plugin_name)) = envoy::configure("circuit-breaker", BreakerConfig::parse)
         else {
             return false;
         };
         let engine = Engine::new(config, &plugin_name, &Envoy);
         engine.prepare(&Envoy);
-        Envoy.log(
-            Level::Info,
-            &format!(
-                "breakwater circuit-breaker: configured {} breaker(s) for plugin \"{plugin_name}\"",
-                engine.breaker_count()
-            ),
+        log::info!(
+            "breakwater circuit-breaker: configured {} breaker(s) for plugin \"{plugin_name}\"",
+            engine.breaker_count()
         );
-        let seed = hostcall::now_nanos() ^ u64::from(self.context_id);
+        let seed = envoy::now_nanos() ^ u64::from(self.context_id);
         self.worker = Some(Rc::new(RefCell::new(WorkerState::new(&engine, seed))));
         self.engine = Some(Rc::new(engine));
         true
     }
 
-    fn create_stream(&self) -> Box<dyn Stream> {
-        Box::new(BreakerStream {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(BreakerStream {
             engine: self.engine.clone(),
             worker: self.worker.clone(),
             ticket: None,
             status: None,
             responded_ms: None,
-        })
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
     }
 }
 
@@ -74,13 +82,16 @@ struct BreakerStream {
     responded_ms: Option<u64>,
 }
 
-fn set_filter_state(key: &str, value: &str) {
-    // A failure only loses an access-log field; the request goes on.
-    let _ = hostcall::set_filter_state(key, value.as_bytes());
+fn write_decision(name: &str, decision: BreakerDecision, state: &str) {
+    envoy::set_filter_state(keys::NAME, name.as_bytes());
+    envoy::set_filter_state(keys::DECISION, decision.as_str().as_bytes());
+    envoy::set_filter_state(keys::STATE, state.as_bytes());
 }
 
-impl Stream for BreakerStream {
-    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+impl Context for BreakerStream {}
+
+impl HttpContext for BreakerStream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let (Some(engine), Some(worker)) = (&self.engine, &self.worker) else {
             return Action::Continue;
         };
@@ -90,16 +101,20 @@ impl Stream for BreakerStream {
         match engine.on_request(&Envoy, &mut worker, &Envoy) {
             RequestVerdict::NotMatched => Action::Continue,
             RequestVerdict::Admitted(ticket) => {
-                set_filter_state(FS_BREAKER, engine.breaker_name(&ticket.breaker()));
-                set_filter_state(FS_DECISION, ticket.decision.as_str());
-                set_filter_state(FS_STATE, ticket.state);
+                write_decision(
+                    engine.breaker_name(&ticket.breaker()),
+                    ticket.decision,
+                    ticket.state,
+                );
                 self.ticket = Some(ticket);
                 Action::Continue
             }
             RequestVerdict::Rejected(rejection) => {
-                set_filter_state(FS_BREAKER, engine.breaker_name(&rejection.breaker()));
-                set_filter_state(FS_DECISION, "rejected");
-                set_filter_state(FS_STATE, rejection.state);
+                write_decision(
+                    engine.breaker_name(&rejection.breaker()),
+                    BreakerDecision::Rejected,
+                    rejection.state,
+                );
                 let Some(reply) = engine.reply(&rejection) else {
                     return Action::Continue;
                 };
@@ -111,7 +126,12 @@ impl Stream for BreakerStream {
                 if let Some(seconds) = reply.retry_after() {
                     headers.push(("retry-after", seconds.as_bytes()));
                 }
-                match hostcall::send_http_response(reply.status, &headers, reply.body) {
+                match shim::send_local_response(
+                    reply.status,
+                    REJECTED_DETAILS,
+                    &headers,
+                    reply.body,
+                ) {
                     Ok(()) => Action::Pause,
                     // The reply could not be sent: serving the request beats hanging it.
                     Err(_) => Action::Continue,
@@ -120,7 +140,7 @@ impl Stream for BreakerStream {
         }
     }
 
-    fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(ticket) = &self.ticket else {
             return Action::Continue;
         };
@@ -128,10 +148,10 @@ impl Stream for BreakerStream {
             // The status as it passes the breaker: what the upstream (or the router) said. A
             // fallback filter placed before the breaker may replace the response on its way out,
             // and `response.code` at the end of the stream would report the replacement.
-            self.status = hostcall::response_header(":status")
+            self.status = envoy::response_header(":status")
                 .and_then(|raw| std::str::from_utf8(&raw).ok()?.parse().ok());
             if ticket.wants_response_time() {
-                self.responded_ms = Some(hostcall::now_ms());
+                self.responded_ms = Some(envoy::now_ms());
             }
         }
         Action::Continue
@@ -149,19 +169,16 @@ impl Stream for BreakerStream {
         let Ok(mut worker) = worker.try_borrow_mut() else {
             return;
         };
-        let status = self.status;
-        let flags = hostcall::property(&["response", "flags"])
-            .map(|b| decode_flags(&b))
-            .unwrap_or(0);
+        let flags = envoy::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b));
         if let Some(outcome) = engine.on_complete(
             &Envoy,
             &mut worker,
             &ticket,
-            status,
+            self.status,
             flags,
             self.responded_ms,
         ) {
-            set_filter_state(FS_OUTCOME, outcome.as_str());
+            envoy::set_filter_state(keys::OUTCOME, outcome.as_str().as_bytes());
         }
     }
 }

@@ -1,14 +1,16 @@
-//! The breaker's JSON configuration: read field by field with defaults and validated into the
-//! checked [`BreakerSpec`] the policy runs on. Every error names its field.
+//! The breaker's JSON configuration: the raw serde types (what a user writes, and the source of
+//! the JSON Schema), then checked into the [`BreakerSpec`] the policy runs on. Every error names
+//! its field.
 
-use breakwater_common::config::{
-    check_name, format_decimal, parse_document, ConfigError, Field, FieldPath, Obj,
-};
-use breakwater_common::duration::{self, Millis};
-use breakwater_common::flags::{self, FlagSet};
-use breakwater_common::headers::{reply_status, HeaderList};
-use breakwater_common::matcher::{self, RequestMatcher};
-use breakwater_common::status::{self, StatusSet, StatusSpec};
+use breakwater_common::config::{self, Bounded, ConfigError, FieldPath, Name};
+use breakwater_common::duration::{AnyDuration, Millis, PositiveDuration};
+use breakwater_common::flags::FlagSet;
+use breakwater_common::headers::{ConfiguredHeaders, HeaderList, Reserved};
+use breakwater_common::matcher::{MatchConfig, RequestMatcher};
+use breakwater_common::status::{StatusSet, StatusSpec};
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 /// Bounds that keep shared state and per-request work small; documented in the README.
 pub const MAX_BREAKERS: usize = 64;
@@ -16,11 +18,375 @@ pub const MAX_COUNT_WINDOW: u32 = 1000;
 pub const MAX_TIME_BUCKETS: u32 = 60;
 pub const MAX_PROBES: u32 = 1000;
 pub const MAX_SPLIT_KEYS: u32 = 100_000;
-pub const DEFAULT_MAX_KEYS: u32 = 1000;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A time window's buckets are at least this long.
+pub const MIN_BUCKET_MS: u64 = 10;
+
+/// Defaults, documented in the README and in the schema.
+pub const DEFAULT_MAX_KEYS: u32 = 1000;
+pub const DEFAULT_STATUSES: &str = "5xx";
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+pub const DEFAULT_MINIMUM_CALLS: u32 = 20;
+pub const DEFAULT_COUNT_WINDOW: u32 = 100;
+pub const DEFAULT_TIME_BUCKETS: u32 = 10;
+pub const DEFAULT_OPEN_MS: u64 = 5000;
+/// `open.max_duration` is at least this, and at least `open.duration`.
+pub const DEFAULT_MAX_OPEN_MS: u64 = 60_000;
+pub const DEFAULT_BACKOFF: f64 = 2.0;
+pub const DEFAULT_JITTER: f64 = 0.1;
+pub const DEFAULT_PROBES: u32 = 3;
+pub const DEFAULT_MAX_WAIT_MS: u64 = 10_000;
+pub const DEFAULT_REPLY_STATUS: u32 = 503;
+
+/// The failure flags counted when `failure.response_flags` is omitted: Envoy's connect
+/// failures, timeouts and resets, "no healthy upstream", and protocol errors (`UPE`: among
+/// others, a response cut off mid-body, which Envoy reports with the headers' 200).
+pub const DEFAULT_FAILURE_FLAGS: &[&str] = &["UF", "UT", "UC", "UR", "URX", "UH", "UPE"];
+
+/// Headers of the rejection that the breaker sets itself.
+#[derive(Debug)]
+pub struct ManagedHeaders;
+
+impl Reserved for ManagedHeaders {
+    const NAMES: &'static [&'static str] = &["retry-after", "x-breakwater-breaker"];
+    const REASON: &'static str = "is set by the breaker itself";
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a user writes. Every optional key is an `Option`: a JSON `null` means the key is absent.
+
+/// breakwater circuit-breaker configuration (the WasmPlugin's `pluginConfig`, or the Envoy Wasm
+/// filter's `configuration`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(title = "breakwater circuit-breaker configuration")
+)]
+pub struct RawConfig {
+    /// The breakers. A request belongs to the first whose `match` it satisfies; requests that
+    /// match none pass untouched.
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_BREAKERS)))]
+    pub breakers: Option<Vec<RawBreaker>>,
+}
+
+/// One breaker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "breaker", transform = breaker_rules))]
+pub struct RawBreaker {
+    /// Unique among the breakers; used in stats, shared-data keys, logs and the
+    /// `x-breakwater-breaker` header.
+    pub name: Name,
+    /// Which requests this breaker owns; omitted: every request.
+    pub r#match: Option<MatchConfig>,
+    /// What gets its own state: `none` (one state), `cluster`, `authority` or `header:<name>`.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "none")))]
+    pub split_by: Option<SplitBy>,
+    /// With `split_by`: the most states kept; further values share one overflow state.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MAX_KEYS)))]
+    pub max_keys: Option<Bounded<1, MAX_SPLIT_KEYS>>,
+    /// What counts as a failure.
+    pub failure: Option<RawFailure>,
+    /// When the breaker opens; omitted: after 5 consecutive failures.
+    pub trip: Option<RawTrip>,
+    /// How long it stays open.
+    pub open: Option<RawOpen>,
+    /// How it probes before closing again.
+    pub half_open: Option<RawHalfOpen>,
+    /// The answer to rejected requests.
+    pub response: Option<RawResponse>,
+    /// `enforce`, `dry_run` (count and log, never reject), `forced_open` (reject every matching
+    /// request) or `disabled` (pass every request, no accounting).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "enforce")))]
+    pub mode: Option<Mode>,
+}
+
+/// What counts as a failure.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "failure", transform = failure_rules))]
+pub struct RawFailure {
+    /// Response statuses that are failures: codes, classes ("5xx") or ranges ("500-504").
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [DEFAULT_STATUSES])))]
+    pub statuses: Option<StatusSet>,
+    /// Envoy response flags that are failures (UF connect failure, UT timeout, …).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_FAILURE_FLAGS)))]
+    pub response_flags: Option<FlagSet>,
+    /// A call slower than this is a slow call (for `trip.slow_call_rate`).
+    pub slow_call: Option<PositiveDuration>,
+    /// A call still without response headers this long after it was let through counts as a
+    /// failure at once, instead of when its route timeout ends it.
+    pub hang_after: Option<PositiveDuration>,
+}
+
+/// When the breaker opens: any condition given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "trip", transform = trip_rules))]
+pub struct RawTrip {
+    /// Open after this many failures in a row.
+    pub consecutive_failures: Option<Bounded<1, { u32::MAX }>>,
+    /// Open when more than this percentage of the window's calls failed.
+    pub failure_rate: Option<Percent>,
+    /// Open when more than this percentage of the window's calls were slow.
+    pub slow_call_rate: Option<Percent>,
+    /// Rates are judged only once the window holds this many calls (default: 20, or the count
+    /// window's size if smaller).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MINIMUM_CALLS)))]
+    pub minimum_calls: Option<Bounded<1, { u32::MAX }>>,
+    /// The calls the rates are computed over; omitted: the last 100 calls.
+    pub window: Option<RawWindow>,
+}
+
+/// The calls the rates are computed over.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "window", transform = window_schema))]
+pub struct RawWindow {
+    /// `count`: the last `size` calls; `time`: the calls of the last `size` (a duration).
+    pub kind: WindowKind,
+    /// A number of calls (`count`, 1 to 1000) or a duration (`time`, at least 10ms per bucket).
+    pub size: WindowSize,
+    /// `time` only: the window moves in this many steps.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_TIME_BUCKETS)))]
+    pub buckets: Option<Bounded<1, MAX_TIME_BUCKETS>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "window_kind")
+)]
+pub enum WindowKind {
+    Count,
+    Time,
+}
+
+/// A window's size as written: a number of calls or a duration, checked against `kind` later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowSize {
+    Calls(u64),
+    Duration(String),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for WindowSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Size;
+        impl serde::de::Visitor<'_> for Size {
+            type Value = WindowSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of calls or a duration")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<WindowSize, E> {
+                Ok(WindowSize::Calls(n))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<WindowSize, E> {
+                Ok(WindowSize::Other("a negative number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<WindowSize, E> {
+                Ok(WindowSize::Other("a fraction"))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<WindowSize, E> {
+                Ok(WindowSize::Duration(text.to_string()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<WindowSize, E> {
+                Ok(WindowSize::Other("a boolean"))
+            }
+        }
+        deserializer.deserialize_any(Size)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for WindowSize {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "window_size".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Narrowed by `kind` in the window's schema.
+        schemars::json_schema!({ "type": ["integer", "string"] })
+    }
+}
+
+/// How long the breaker stays open.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "open"))]
+pub struct RawOpen {
+    /// The first open period.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = Millis(DEFAULT_OPEN_MS).to_string())))]
+    pub duration: Option<PositiveDuration>,
+    /// The longest open period backoff reaches (default: 60s, or `duration` if longer).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = Millis(DEFAULT_MAX_OPEN_MS).to_string())))]
+    pub max_duration: Option<AnyDuration>,
+    /// Each failed probe multiplies the open period by this (1: no backoff).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1.0, max = 100.0), extend("default" = DEFAULT_BACKOFF)))]
+    pub backoff_multiplier: Option<f64>,
+    /// Each open period is randomised by ± this fraction (0.1: ±10 %), less than 1.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0), extend("exclusiveMaximum" = 1, "default" = DEFAULT_JITTER)))]
+    pub jitter: Option<f64>,
+}
+
+/// How the breaker probes before closing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "half_open"))]
+pub struct RawHalfOpen {
+    /// Calls let through, across all workers; all must succeed for the breaker to close.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_PROBES)))]
+    pub probes: Option<Bounded<1, MAX_PROBES>>,
+    /// A probe unanswered this long is written off, and its slot given to another.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = Millis(DEFAULT_MAX_WAIT_MS).to_string())))]
+    pub max_wait: Option<PositiveDuration>,
+}
+
+/// The answer to rejected requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "response"))]
+pub struct RawResponse {
+    /// The rejection's status, 200 to 599.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_REPLY_STATUS)))]
+    pub status: Option<Bounded<200, 599>>,
+    /// Headers of the rejection (default: content-type: application/json with the default
+    /// body); `retry-after` and `x-breakwater-breaker` are the breaker's own.
+    pub headers: Option<ConfiguredHeaders<ManagedHeaders>>,
+    /// The body (default: {"error":"circuit open","breaker":"<name>"}).
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_BODY_BYTES)))]
+    pub body: Option<String>,
+}
+
+/// A percentage greater than 0, at most 100.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if value > 0.0 && value <= 100.0 {
+            Ok(Percent(value))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{value} is outside 0 to 100 (a percentage greater than 0; omit the key to disable)"
+            )))
+        }
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Percent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "percent".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A percentage greater than 0, at most 100.",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 100,
+        })
+    }
+}
+
+/// `max_keys` only with a `split_by` other than `none`; `trip.slow_call_rate` only with
+/// `failure.slow_call`.
+#[cfg(feature = "schema")]
+fn breaker_rules(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, given};
+    add_rule(
+        schema,
+        serde_json::json!({
+            "if": given(&["max_keys"]),
+            "then": { "required": ["split_by"], "properties": { "split_by": { "not": { "const": "none" } } } },
+        }),
+    );
+    add_rule(
+        schema,
+        serde_json::json!({
+            "if": { "required": ["trip"], "properties": { "trip": given(&["slow_call_rate"]) } },
+            "then": {
+                "required": ["failure"],
+                "properties": { "failure": given(&["slow_call"]) },
+            },
+        }),
+    );
+}
+
+/// Something must count as a failure.
+#[cfg(feature = "schema")]
+fn failure_rules(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, never};
+    add_rule(
+        schema,
+        never(serde_json::json!({
+            "required": ["statuses", "response_flags"],
+            "properties": {
+                "statuses": { "type": "array", "maxItems": 0 },
+                "response_flags": { "type": "array", "maxItems": 0 },
+                "slow_call": { "type": "null" },
+                "hang_after": { "type": "null" },
+            },
+        })),
+    );
+}
+
+/// At least one trip condition.
+#[cfg(feature = "schema")]
+fn trip_rules(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, given};
+    add_rule(
+        schema,
+        serde_json::json!({
+            "anyOf": [
+                given(&["consecutive_failures"]),
+                given(&["failure_rate"]),
+                given(&["slow_call_rate"]),
+            ],
+        }),
+    );
+}
+
+/// A window's `size` is a number for `count` windows and a duration for `time` windows, and
+/// `buckets` is for `time` windows only.
+#[cfg(feature = "schema")]
+fn window_schema(schema: &mut schemars::Schema) {
+    use breakwater_common::duration::MAX_MILLIS;
+    use breakwater_common::schema::duration_pattern;
+    schema.insert(
+        "oneOf".to_string(),
+        serde_json::json!([
+            {
+                "properties": {
+                    "kind": { "const": "count" },
+                    "size": { "type": "integer", "minimum": 1, "maximum": MAX_COUNT_WINDOW },
+                    "buckets": { "type": "null" },
+                },
+            },
+            {
+                "properties": {
+                    "kind": { "const": "time" },
+                    "size": { "type": "string", "pattern": duration_pattern(MIN_BUCKET_MS, MAX_MILLIS) },
+                },
+            },
+        ]),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked configuration.
 
 /// How a breaker acts on its decisions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "mode"))]
 pub enum Mode {
     /// Reject while open.
     #[default]
@@ -42,22 +408,7 @@ impl Mode {
             Mode::Disabled => "disabled",
         }
     }
-
-    fn field(f: Field<'_>) -> Result<Mode, ConfigError> {
-        match f.str()? {
-            "enforce" => Ok(Mode::Enforce),
-            "dry_run" => Ok(Mode::DryRun),
-            "forced_open" => Ok(Mode::ForcedOpen),
-            "disabled" => Ok(Mode::Disabled),
-            other => Err(f.error(format!(
-                "\"{other}\" is not one of enforce, dry_run, forced_open, disabled"
-            ))),
-        }
-    }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Checked configuration.
 
 /// What gives each request its own breaker state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +418,50 @@ pub enum Split {
     Authority,
     /// A request header, lower-cased.
     Header(String),
+}
+
+/// `split_by` as written: `none`, `cluster`, `authority` or `header:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitBy(pub Split);
+
+impl<'de> Deserialize<'de> for SplitBy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let split = match text.as_str() {
+            "none" => Split::None,
+            "cluster" => Split::Cluster,
+            "authority" => Split::Authority,
+            other => match other.strip_prefix("header:") {
+                Some(name)
+                    if !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    Split::Header(name.to_ascii_lowercase())
+                }
+                _ => {
+                    return Err(serde::de::Error::custom(format!(
+                        "\"{other}\" is not one of none, cluster, authority, header:<name>"
+                    )))
+                }
+            },
+        };
+        Ok(SplitBy(split))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for SplitBy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "split_by".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(none|cluster|authority|header:[A-Za-z0-9_-]+)$",
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,121 +533,84 @@ pub struct BreakerConfig {
     pub breakers: Vec<BreakerSpec>,
 }
 
-/// The failure flags counted when `failure.response_flags` is omitted: Envoy's connect
-/// failures, timeouts and resets, "no healthy upstream", and protocol errors (`UPE`: among
-/// others, a response cut off mid-body, which Envoy reports with the headers' 200).
-pub const DEFAULT_FAILURE_FLAGS: &[&str] = &["UF", "UT", "UC", "UR", "URX", "UH", "UPE"];
-
 impl BreakerConfig {
     pub fn parse(bytes: &[u8]) -> Result<BreakerConfig, ConfigError> {
-        let document = parse_document(bytes)?;
-        let mut root = Obj::root(&document)?;
-        let mut breakers = Vec::new();
-        if let Some((list, path)) = root.get("breakers") {
-            let items = Field::new(list, path.clone()).array()?;
-            if items.len() > MAX_BREAKERS {
-                return Err(path.error(format!("at most {MAX_BREAKERS} breakers")));
-            }
-            let mut names: Vec<String> = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let spec = read_breaker(Obj::new(item, path.index(i))?)?;
-                if names.contains(&spec.name) {
-                    return Err(path
-                        .index(i)
-                        .key("name")
-                        .error(format!("duplicate breaker name \"{}\"", spec.name)));
-                }
-                names.push(spec.name.clone());
-                breakers.push(spec);
-            }
+        BreakerConfig::check(config::parse(bytes)?)
+    }
+
+    /// The checks across fields, on a configuration serde has read.
+    pub fn check(raw: RawConfig) -> Result<BreakerConfig, ConfigError> {
+        let path = FieldPath::root("breakers");
+        let list = raw.breakers.unwrap_or_default();
+        if list.len() > MAX_BREAKERS {
+            return Err(path.error(format!("at most {MAX_BREAKERS} breakers")));
         }
-        root.finish()?;
+        let mut breakers: Vec<BreakerSpec> = Vec::with_capacity(list.len());
+        for (i, item) in list.into_iter().enumerate() {
+            let spec = check_breaker(item, &path.index(i))?;
+            if breakers.iter().any(|b| b.name == spec.name) {
+                return Err(path
+                    .index(i)
+                    .key("name")
+                    .error(format!("duplicate breaker name \"{}\"", spec.name)));
+            }
+            breakers.push(spec);
+        }
         Ok(BreakerConfig { breakers })
     }
 }
 
-fn read_breaker(mut obj: Obj<'_>) -> Result<BreakerSpec, ConfigError> {
-    let name = obj.required("name", check_name)?;
-    let matcher = match obj.get("match") {
-        Some((value, path)) => matcher::field(Field::new(value, path))?,
-        None => RequestMatcher::check(&obj.key_path("match"), &Default::default())?,
-    };
-    let split = obj.opt("split_by", read_split)?.unwrap_or(Split::None);
-    let max_keys = obj.opt("max_keys", |f| {
-        let n = f.u32_in(1, MAX_SPLIT_KEYS)?;
-        if split == Split::None {
-            return Err(
-                f.error("only applies when split_by is cluster, authority or header:<name>")
-            );
-        }
-        Ok(n)
-    })?;
-    let failure = read_failure(obj.object("failure")?, &obj.key_path("failure"))?;
-    let trip = read_trip(obj.object("trip")?, &failure)?;
-    let open = read_open(obj.object("open")?, &obj.key_path("open"))?;
-    let half_open = read_half_open(obj.object("half_open")?)?;
-    let response = read_response(obj.object("response")?, &obj.key_path("response"), &name)?;
-    let mode = obj.opt("mode", Mode::field)?.unwrap_or_default();
-    obj.finish()?;
+fn check_breaker(raw: RawBreaker, path: &FieldPath) -> Result<BreakerSpec, ConfigError> {
+    let name = raw.name.0;
+    let matcher = RequestMatcher::check(&path.key("match"), &raw.r#match.unwrap_or_default())?;
+    let split = raw.split_by.map_or(Split::None, |s| s.0);
+    if raw.max_keys.is_some() && split == Split::None {
+        return Err(path
+            .key("max_keys")
+            .error("only applies when split_by is cluster, authority or header:<name>"));
+    }
+    let failure = check_failure(raw.failure, &path.key("failure"))?;
+    let trip = check_trip(raw.trip, &failure, &path.key("trip"))?;
+    let open = check_open(raw.open, &path.key("open"))?;
+    let half_open = raw.half_open.map_or(
+        HalfOpenPolicy {
+            probes: DEFAULT_PROBES,
+            max_wait_ms: DEFAULT_MAX_WAIT_MS,
+        },
+        |h| HalfOpenPolicy {
+            probes: h.probes.map_or(DEFAULT_PROBES, Bounded::get),
+            max_wait_ms: h.max_wait.map_or(DEFAULT_MAX_WAIT_MS, |d| d.ms()),
+        },
+    );
+    let response = check_response(raw.response, &path.key("response"), &name)?;
     Ok(BreakerSpec {
         name,
         matcher,
         split,
-        max_keys: max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+        max_keys: raw.max_keys.map_or(DEFAULT_MAX_KEYS, Bounded::get),
         failure,
         trip,
         open,
         half_open,
         response,
-        mode,
+        mode: raw.mode.unwrap_or_default(),
     })
 }
 
-fn read_split(f: Field<'_>) -> Result<Split, ConfigError> {
-    match f.str()? {
-        "none" => Ok(Split::None),
-        "cluster" => Ok(Split::Cluster),
-        "authority" => Ok(Split::Authority),
-        other => match other.strip_prefix("header:") {
-            Some(name)
-                if !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-            {
-                Ok(Split::Header(name.to_ascii_lowercase()))
-            }
-            _ => Err(f.error(format!(
-                "\"{other}\" is not one of none, cluster, authority, header:<name>"
-            ))),
-        },
-    }
-}
-
-fn read_failure(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<FailurePolicy, ConfigError> {
-    let (statuses, flags, slow_call, hang_after) = match obj {
-        None => (None, None, None, None),
-        Some(mut obj) => {
-            let statuses = obj.opt("statuses", status::field)?;
-            let flags = obj.opt("response_flags", flags::field)?;
-            let slow_call = obj.opt("slow_call", duration::positive)?;
-            let hang_after = obj.opt("hang_after", duration::positive)?;
-            obj.finish()?;
-            (statuses, flags, slow_call, hang_after)
-        }
-    };
-    let statuses = statuses.unwrap_or_else(|| {
-        StatusSet::from_specs(&[StatusSpec {
-            low: 500,
-            high: 599,
-        }])
+fn check_failure(raw: Option<RawFailure>, path: &FieldPath) -> Result<FailurePolicy, ConfigError> {
+    let raw = raw.unwrap_or(RawFailure {
+        statuses: None,
+        response_flags: None,
+        slow_call: None,
+        hang_after: None,
     });
-    let flags = match flags {
+    let statuses = raw.statuses.unwrap_or_else(default_statuses);
+    let flags = match raw.response_flags {
         Some(flags) => flags,
         None => FlagSet::parse(DEFAULT_FAILURE_FLAGS)
             .map_err(|e| path.key("response_flags").error(e))?,
     };
-    if statuses.is_empty() && flags.0 == 0 && slow_call.is_none() && hang_after.is_none() {
+    if statuses.is_empty() && flags.0 == 0 && raw.slow_call.is_none() && raw.hang_after.is_none() {
         return Err(path.error(
             "nothing counts as a failure: give statuses, response_flags, slow_call or hang_after",
         ));
@@ -260,154 +618,128 @@ fn read_failure(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<FailurePolicy,
     Ok(FailurePolicy {
         statuses,
         flags,
-        slow_call_ms: slow_call.map(Millis::as_u64),
-        hang_after_ms: hang_after.map(Millis::as_u64),
+        slow_call_ms: raw.slow_call.map(|d| d.ms()),
+        hang_after_ms: raw.hang_after.map(|d| d.ms()),
     })
 }
 
-fn rate(f: Field<'_>) -> Result<f64, ConfigError> {
-    let r = f.f64()?;
-    if r > 0.0 && r <= 100.0 {
-        Ok(r)
-    } else {
-        Err(f.error(format!(
-            "{} is outside 0 to 100 (a percentage greater than 0; omit the key to disable)",
-            format_decimal(r)
-        )))
-    }
+fn default_statuses() -> StatusSet {
+    let spec = StatusSpec::parse(DEFAULT_STATUSES).unwrap_or(StatusSpec {
+        low: 500,
+        high: 599,
+    });
+    StatusSet::from_specs(&[spec])
 }
 
-fn read_trip(obj: Option<Obj<'_>>, failure: &FailurePolicy) -> Result<TripPolicy, ConfigError> {
-    let Some(mut obj) = obj else {
+fn check_trip(
+    raw: Option<RawTrip>,
+    failure: &FailurePolicy,
+    path: &FieldPath,
+) -> Result<TripPolicy, ConfigError> {
+    let default_window = WindowSpec::Count {
+        size: DEFAULT_COUNT_WINDOW,
+    };
+    let Some(raw) = raw else {
         // No `trip` at all: open after 5 consecutive failures, like Envoy's outlier detection.
         return Ok(TripPolicy {
-            consecutive_failures: Some(5),
+            consecutive_failures: Some(DEFAULT_CONSECUTIVE_FAILURES),
             failure_rate: None,
             slow_call_rate: None,
-            minimum_calls: 20,
-            window: WindowSpec::Count { size: 100 },
+            minimum_calls: DEFAULT_MINIMUM_CALLS,
+            window: default_window,
         });
     };
-    let consecutive_failures = obj.opt("consecutive_failures", |f| f.u32_in(1, u32::MAX))?;
-    let failure_rate = obj.opt("failure_rate", rate)?;
-    let slow_call_rate = obj.opt("slow_call_rate", |f| {
-        if failure.slow_call_ms.is_none() {
-            return Err(f.error("needs failure.slow_call to say what a slow call is"));
-        }
-        rate(f)
-    })?;
-    let minimum_calls = obj.opt("minimum_calls", |f| f.u32_in(1, u32::MAX))?;
-    let window = match obj.object("window")? {
-        None => WindowSpec::Count { size: 100 },
-        Some(w) => read_window(w)?,
+    if raw.slow_call_rate.is_some() && failure.slow_call_ms.is_none() {
+        return Err(path
+            .key("slow_call_rate")
+            .error("needs failure.slow_call to say what a slow call is"));
+    }
+    let window = match raw.window {
+        None => default_window,
+        Some(w) => check_window(w, &path.key("window"))?,
     };
     // The default never exceeds a small count window; an explicit value that does is an error.
-    let window_calls = match window {
-        WindowSpec::Count { size } => size,
-        WindowSpec::Time { .. } => u32::MAX,
-    };
-    let explicit_minimum = minimum_calls.is_some();
-    let minimum_calls = minimum_calls.unwrap_or(20.min(window_calls));
-    if let WindowSpec::Count { size } = window {
-        if explicit_minimum && minimum_calls > size {
-            return Err(obj.key_path("minimum_calls").error(format!(
-                "{minimum_calls} can never be reached in a count window of {size} calls"
+    let minimum_calls = match (raw.minimum_calls, window) {
+        (Some(n), WindowSpec::Count { size }) if n.0 > size => {
+            return Err(path.key("minimum_calls").error(format!(
+                "{} can never be reached in a count window of {size} calls",
+                n.0
             )));
         }
-    }
-    if consecutive_failures.is_none() && failure_rate.is_none() && slow_call_rate.is_none() {
-        return Err(obj.path().error(
+        (Some(n), _) => n.get(),
+        (None, WindowSpec::Count { size }) => DEFAULT_MINIMUM_CALLS.min(size),
+        (None, WindowSpec::Time { .. }) => DEFAULT_MINIMUM_CALLS,
+    };
+    if raw.consecutive_failures.is_none()
+        && raw.failure_rate.is_none()
+        && raw.slow_call_rate.is_none()
+    {
+        return Err(path.error(
             "no trip condition: give consecutive_failures, failure_rate or slow_call_rate",
         ));
     }
-    obj.finish()?;
     Ok(TripPolicy {
-        consecutive_failures,
-        failure_rate,
-        slow_call_rate,
+        consecutive_failures: raw.consecutive_failures.map(Bounded::get),
+        failure_rate: raw.failure_rate.map(|p| p.0),
+        slow_call_rate: raw.slow_call_rate.map(|p| p.0),
         minimum_calls,
         window,
     })
 }
 
-fn read_window(mut obj: Obj<'_>) -> Result<WindowSpec, ConfigError> {
-    let kind = obj.required("kind", |f| match f.str()? {
-        "count" => Ok(true),
-        "time" => Ok(false),
-        other => Err(f.error(format!("\"{other}\" is not one of count, time"))),
-    })?;
-    let spec = if kind {
-        let size = obj.required("size", |f| {
-            let n = f.u32().map_err(|_| {
-                f.error(format!(
+fn check_window(raw: RawWindow, path: &FieldPath) -> Result<WindowSpec, ConfigError> {
+    let size_path = path.key("size");
+    match raw.kind {
+        WindowKind::Count => {
+            if raw.buckets.is_some() {
+                return Err(path
+                    .key("buckets")
+                    .error("only applies to \"kind\": \"time\""));
+            }
+            match raw.size {
+                WindowSize::Calls(n) if (1..=u64::from(MAX_COUNT_WINDOW)).contains(&n) => {
+                    Ok(WindowSpec::Count {
+                        size: u32::try_from(n).unwrap_or(MAX_COUNT_WINDOW),
+                    })
+                }
+                WindowSize::Calls(n) => {
+                    Err(size_path.error(format!("{n} is outside 1 to {MAX_COUNT_WINDOW}")))
+                }
+                _ => Err(size_path.error(format!(
                     "a count window's size is a number of calls from 1 to {MAX_COUNT_WINDOW}"
-                ))
-            })?;
-            if !(1..=MAX_COUNT_WINDOW).contains(&n) {
-                return Err(f.error(format!("{n} is outside 1 to {MAX_COUNT_WINDOW}")));
+                ))),
             }
-            Ok(n)
-        })?;
-        if let Some((_, path)) = obj.get("buckets") {
-            return Err(path.error("only applies to \"kind\": \"time\""));
         }
-        WindowSpec::Count { size }
-    } else {
-        let size = obj.required("size", |f| {
-            if !f.value.is_string() {
-                return Err(f.error("a time window's size is a duration such as \"10s\""));
+        WindowKind::Time => {
+            let WindowSize::Duration(text) = raw.size else {
+                return Err(size_path.error("a time window's size is a duration such as \"10s\""));
+            };
+            let size = breakwater_common::duration::parse(&text).map_err(|e| size_path.error(e))?;
+            let buckets = raw.buckets.map_or(DEFAULT_TIME_BUCKETS, Bounded::get);
+            if size.as_u64() < u64::from(buckets) * MIN_BUCKET_MS {
+                return Err(size_path.error(format!(
+                    "{size} is too short for {buckets} buckets (at least {MIN_BUCKET_MS}ms per bucket)"
+                )));
             }
-            duration::field(f)
-        })?;
-        let buckets = obj
-            .opt("buckets", |f| f.u32_in(1, MAX_TIME_BUCKETS))?
-            .unwrap_or(10);
-        if size.as_u64() < u64::from(buckets) * 10 {
-            return Err(obj.key_path("size").error(format!(
-                "{size} is too short for {buckets} buckets (at least 10ms per bucket)"
-            )));
+            Ok(WindowSpec::Time {
+                size_ms: size.as_u64(),
+                buckets,
+            })
         }
-        WindowSpec::Time {
-            size_ms: size.as_u64(),
-            buckets,
-        }
-    };
-    obj.finish()?;
-    Ok(spec)
+    }
 }
 
-fn read_open(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<OpenPolicy, ConfigError> {
-    let (duration, max_duration, multiplier, jitter) = match obj {
-        None => (None, None, None, None),
-        Some(mut obj) => {
-            let duration = obj.opt("duration", duration::positive)?;
-            let max_duration = obj.opt("max_duration", duration::field)?;
-            let multiplier = obj.opt("backoff_multiplier", |f| {
-                let m = f.f64()?;
-                if !(1.0..=100.0).contains(&m) {
-                    return Err(f.error(format!(
-                        "{} is outside 1 to 100 (1 disables backoff)",
-                        format_decimal(m)
-                    )));
-                }
-                Ok(m)
-            })?;
-            let jitter = obj.opt("jitter", |f| {
-                let j = f.f64()?;
-                if !(0.0..1.0).contains(&j) {
-                    return Err(f.error(format!(
-                        "{} is outside 0 to 1 (a fraction: 0.1 is ±10 %)",
-                        format_decimal(j)
-                    )));
-                }
-                Ok(j)
-            })?;
-            obj.finish()?;
-            (duration, max_duration, multiplier, jitter)
-        }
-    };
-    let duration_ms = duration.map_or(5000, Millis::as_u64);
-    let max_duration_ms = max_duration.map_or(duration_ms.max(60_000), Millis::as_u64);
+fn check_open(raw: Option<RawOpen>, path: &FieldPath) -> Result<OpenPolicy, ConfigError> {
+    let raw = raw.unwrap_or(RawOpen {
+        duration: None,
+        max_duration: None,
+        backoff_multiplier: None,
+        jitter: None,
+    });
+    let duration_ms = raw.duration.map_or(DEFAULT_OPEN_MS, |d| d.ms());
+    let max_duration_ms = raw
+        .max_duration
+        .map_or(duration_ms.max(DEFAULT_MAX_OPEN_MS), |d| d.ms());
     if max_duration_ms < duration_ms {
         return Err(path.key("max_duration").error(format!(
             "{} is shorter than open.duration ({})",
@@ -415,75 +747,73 @@ fn read_open(obj: Option<Obj<'_>>, path: &FieldPath) -> Result<OpenPolicy, Confi
             Millis(duration_ms)
         )));
     }
+    let backoff_multiplier = match raw.backoff_multiplier {
+        None => DEFAULT_BACKOFF,
+        Some(m) if (1.0..=100.0).contains(&m) => m,
+        Some(m) => {
+            return Err(path
+                .key("backoff_multiplier")
+                .error(format!("{m} is outside 1 to 100 (1 disables backoff)")))
+        }
+    };
+    let jitter = match raw.jitter {
+        None => DEFAULT_JITTER,
+        Some(j) if (0.0..1.0).contains(&j) => j,
+        Some(j) => {
+            return Err(path.key("jitter").error(format!(
+                "{j} is outside [0, 1) (a fraction less than 1: 0.1 is ±10 %)"
+            )))
+        }
+    };
     Ok(OpenPolicy {
         duration_ms,
         max_duration_ms,
-        backoff_multiplier: multiplier.unwrap_or(2.0),
-        jitter: jitter.unwrap_or(0.1),
+        backoff_multiplier,
+        jitter,
     })
 }
 
-fn read_half_open(obj: Option<Obj<'_>>) -> Result<HalfOpenPolicy, ConfigError> {
-    let (probes, max_wait) = match obj {
-        None => (None, None),
-        Some(mut obj) => {
-            let probes = obj.opt("probes", |f| f.u32_in(1, MAX_PROBES))?;
-            let max_wait = obj.opt("max_wait", duration::positive)?;
-            obj.finish()?;
-            (probes, max_wait)
-        }
-    };
-    Ok(HalfOpenPolicy {
-        probes: probes.unwrap_or(3),
-        max_wait_ms: max_wait.map_or(10_000, Millis::as_u64),
-    })
+/// The rejection's body unless one is configured.
+#[derive(serde::Serialize)]
+struct DefaultBody<'a> {
+    error: &'static str,
+    breaker: &'a str,
 }
 
-fn read_response(
-    obj: Option<Obj<'_>>,
+fn check_response(
+    raw: Option<RawResponse>,
     path: &FieldPath,
     breaker: &str,
 ) -> Result<ReplySpec, ConfigError> {
-    let (status, headers, body) = match obj {
+    let (status, headers, body) = match raw {
         None => (None, None, None),
-        Some(mut obj) => {
-            let status = obj.opt("status", reply_status)?;
-            let headers = obj.opt("headers", HeaderList::field)?;
-            let body = obj.opt("body", |f| {
-                let body = f.str()?;
-                if body.len() > MAX_BODY_BYTES {
-                    return Err(f.error(format!("longer than {MAX_BODY_BYTES} bytes")));
-                }
-                Ok(body.as_bytes().to_vec())
-            })?;
-            obj.finish()?;
-            (status, headers, body)
-        }
+        Some(r) => (r.status, r.headers, r.body),
     };
+    if body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
+        return Err(path
+            .key("body")
+            .error(format!("longer than {MAX_BODY_BYTES} bytes")));
+    }
     let default_body = body.is_none();
     let body = body.unwrap_or_else(|| {
-        format!("{{\"error\":\"circuit open\",\"breaker\":\"{breaker}\"}}").into_bytes()
+        serde_json::to_string(&DefaultBody {
+            error: "circuit open",
+            breaker,
+        })
+        .unwrap_or_default()
     });
     let headers = match headers {
-        Some(headers) => headers,
+        Some(headers) => headers.into_list(),
         None if default_body => HeaderList(vec![(
             "content-type".to_string(),
             "application/json".to_string(),
         )]),
         None => HeaderList::default(),
     };
-    for reserved in ["retry-after", "x-breakwater-breaker"] {
-        if headers.contains(reserved) {
-            return Err(path
-                .key("headers")
-                .key(reserved)
-                .error("is set by the breaker itself"));
-        }
-    }
     Ok(ReplySpec {
-        status: status.unwrap_or(503),
+        status: status.map_or(DEFAULT_REPLY_STATUS, Bounded::get),
         headers,
-        body,
+        body: body.into_bytes(),
     })
 }
 
@@ -811,8 +1141,39 @@ mod tests {
         let err = BreakerConfig::parse(br#"{"breakers":[{"name":"a","nope":1}]}"#).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "breakers[0].nope: unknown key (expected one of: name, match, split_by, max_keys, failure, trip, open, half_open, response, mode)"
+            "breakers[0].nope: unknown field `nope`, expected one of `name`, `match`, `split_by`, `max_keys`, `failure`, `trip`, `open`, `half_open`, `response`, `mode`"
         );
+    }
+
+    #[test]
+    fn a_misspelled_key_is_reported_as_itself() {
+        let err = BreakerConfig::parse(
+            br#"{"breakers":[{"name":"a","trip":{"consecutive_failure":3}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "breakers[0].trip.consecutive_failure");
+        assert!(err.reason.starts_with("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn header_names_differing_in_case_are_duplicates() {
+        let err =
+            BreakerConfig::parse(one(r#""response":{"headers":{"x-a":"1","X-A":"2"}}"#).as_bytes())
+                .unwrap_err();
+        assert_eq!(err.field, "breakers[0].response.headers.X-A");
+    }
+
+    #[test]
+    fn null_means_absent() {
+        let cfg = BreakerConfig::parse(
+            one(r#""match":null,"trip":null,"open":{"duration":null},"mode":null"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(cfg.breakers[0].open.duration_ms, DEFAULT_OPEN_MS);
+        assert!(BreakerConfig::parse(br#"{"breakers":null}"#)
+            .unwrap()
+            .breakers
+            .is_empty());
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use crate::config::{BreakerConfig, BreakerSpec, Mode, Split};
 use crate::policy::{self, Admission, CallFacts, Outcome, Transition, Verdict};
 use crate::state::{BreakerState, Phase};
-use breakwater_common::config::format_decimal;
 // A collision merely makes two split values share a state.
 use breakwater_common::hash::fnv1a;
 use breakwater_common::host::bump;
@@ -23,24 +22,8 @@ const OVERFLOW_CACHE: usize = 1024;
 const LABEL_CHARS: usize = 64;
 
 /// The decision taken for a request, as written to filter state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Passed,
-    Rejected,
-    Probe,
-    DryRunWouldReject,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Passed => "passed",
-            Decision::Rejected => "rejected",
-            Decision::Probe => "probe",
-            Decision::DryRunWouldReject => "dry_run_would_reject",
-        }
-    }
-}
+pub use breakwater_common::filter_state::BreakerDecision as Decision;
+use breakwater_common::filter_state::BreakerState as StateName;
 
 /// Which shared state a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,12 +262,7 @@ fn create_if_absent<H: Host + ?Sized>(host: &H, key: &str, value: &[u8]) {
 
 /// One decimal, as in "55.5".
 fn tenths(value: f64) -> String {
-    let s = format_decimal((value * 10.0).round() / 10.0);
-    if s.contains('.') {
-        s
-    } else {
-        s + ".0"
-    }
+    format!("{value:.1}")
 }
 
 /// A printable, bounded rendering of a split value for log lines.
@@ -392,14 +370,17 @@ impl Engine {
         };
         match b.spec.mode {
             Mode::Disabled => {
-                return RequestVerdict::Admitted(untracked(Decision::Passed, "disabled"))
+                return RequestVerdict::Admitted(untracked(
+                    Decision::Passed,
+                    StateName::Disabled.as_str(),
+                ))
             }
             Mode::ForcedOpen => {
                 bump(host, b.metrics.rejected);
                 return RequestVerdict::Rejected(Rejection {
                     breaker: index,
                     retry_after_s: None,
-                    state: "forced_open",
+                    state: StateName::ForcedOpen.as_str(),
                 });
             }
             Mode::Enforce | Mode::DryRun => {}
@@ -444,7 +425,10 @@ impl Engine {
                     Level::Warn,
                     &format!("breakwater circuit-breaker \"{}\": shared state unavailable ({err}); request passed", spec.name),
                 );
-                return RequestVerdict::Admitted(untracked(Decision::Passed, "closed"));
+                return RequestVerdict::Admitted(untracked(
+                    Decision::Passed,
+                    StateName::Closed.as_str(),
+                ));
             }
         };
         if admitted.written_off > 0 {

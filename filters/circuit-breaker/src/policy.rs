@@ -5,6 +5,7 @@
 use crate::config::{BreakerSpec, FailurePolicy};
 use crate::state::{BreakerState, Phase};
 use crate::window::{Totals, Window};
+use breakwater_common::filter_state::BreakerOutcome;
 
 /// How far the clock may appear to run backwards before it counts as a step back. Workers read
 /// the clock a moment apart, so another worker's newer timestamp is normal, not a clock jump.
@@ -98,12 +99,13 @@ pub struct Outcome {
 impl Outcome {
     /// The label used in stats and filter state.
     pub fn as_str(self) -> &'static str {
-        match (self.verdict, self.slow) {
-            (Verdict::Failure, _) => "failure",
-            (_, true) => "slow",
-            (Verdict::Success, false) => "success",
-            (Verdict::Unanswered, false) => "unanswered",
-        }
+        let outcome = match (self.verdict, self.slow) {
+            (Verdict::Failure, _) => BreakerOutcome::Failure,
+            (_, true) => BreakerOutcome::Slow,
+            (Verdict::Success, false) => BreakerOutcome::Success,
+            (Verdict::Unanswered, false) => BreakerOutcome::Unanswered,
+        };
+        outcome.as_str()
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::config::WindowSpec;
 use crate::window::Window;
 use breakwater_common::codec::Reader;
+use breakwater_common::filter_state::BreakerState as StateName;
 
 const FORMAT_VERSION: u8 = 1;
 
@@ -16,12 +17,14 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The name used in logs and filter state.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Closed => "closed",
-            Phase::Open => "open",
-            Phase::HalfOpen => "half_open",
-        }
+        let name = match self {
+            Phase::Closed => StateName::Closed,
+            Phase::Open => StateName::Open,
+            Phase::HalfOpen => StateName::HalfOpen,
+        };
+        name.as_str()
     }
 
     /// The value of the `state` gauge.

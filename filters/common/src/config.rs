@@ -1,14 +1,19 @@
 //! Configuration reading that names the exact field of every error.
 //!
-//! The JSON is parsed once into a [`Value`]; [`Obj`] then walks it with a path, so unknown
-//! keys, wrong types and invalid values all report `breakers[1].trip.failure_rate`. (Walking
-//! one `Value` instead of deriving `Deserialize` for every config struct keeps each filter's
-//! Wasm module small: serde's per-type code was most of the module.)
+//! Each filter declares its raw configuration as serde types (`deny_unknown_fields`, every
+//! optional key an `Option` so that a JSON `null` means "absent"), reads it with [`parse`] and
+//! then checks it into the validated form its engine runs on. [`parse`] reports where
+//! serde_json stopped as a field path (`breakers[1].trip.failure_rate`, via
+//! `serde_path_to_error`); the checks after it build the same kind of path with [`FieldPath`].
+//!
+//! Values whose validity depends on nothing else (durations, status lists, names, header maps,
+//! bounded numbers) are checked while they are deserialized, so their errors carry the path for
+//! free; rules across fields are checked afterwards.
 
-use crate::json::Value;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_path_to_error::Segment;
 use std::fmt;
-
-type Map = Vec<(String, Value)>;
 
 /// An invalid configuration: the field's path and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,259 +71,193 @@ impl FieldPath {
     }
 }
 
-/// Parses a JSON document. An empty document (Istio sends nothing for an empty `pluginConfig`)
-/// is `{}`. Syntax errors carry serde_json's line and column.
-pub fn parse_document(bytes: &[u8]) -> Result<Value, ConfigError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Object(Map::new()));
-    }
-    crate::json::parse(bytes).map_err(|e| ConfigError::new("", format!("invalid JSON: {e}")))
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A JSON value with its path, converted to what a field needs.
-#[derive(Clone)]
-pub struct Field<'a> {
-    pub value: &'a Value,
-    path: FieldPath,
-}
-
-impl<'a> Field<'a> {
-    pub fn new(value: &'a Value, path: FieldPath) -> Self {
-        Field { value, path }
-    }
-
-    pub fn path(&self) -> &FieldPath {
-        &self.path
-    }
-
-    pub fn error(&self, reason: impl Into<String>) -> ConfigError {
-        self.path.error(reason)
-    }
-
-    fn expected(&self, what: &str) -> ConfigError {
-        self.error(format!("expected {what}, got {}", type_name(self.value)))
-    }
-
-    pub fn str(&self) -> Result<&'a str, ConfigError> {
-        self.value.as_str().ok_or_else(|| self.expected("a string"))
-    }
-
-    pub fn bool(&self) -> Result<bool, ConfigError> {
-        self.value
-            .as_bool()
-            .ok_or_else(|| self.expected("true or false"))
-    }
-
-    pub fn u32(&self) -> Result<u32, ConfigError> {
-        match self.value.as_u64() {
-            Some(n) => u32::try_from(n).map_err(|_| self.error("the number is too large")),
-            None if self.value.is_number() => {
-                Err(self.error("expected a whole number of 0 or more"))
-            }
-            None => Err(self.expected("a whole number")),
+/// Reads a raw configuration. An empty document (Istio sends nothing for an empty
+/// `pluginConfig`) is `{}`. Syntax errors carry serde_json's line and column; every other error
+/// names the field.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => bytes,
+        // serde's derived structs also read arrays (the fields in order): not at the top.
+        Some(_) => {
+            return Err(ConfigError::new(
+                "",
+                "the configuration must be a JSON object",
+            ))
         }
-    }
-
-    /// A whole number from `low` to `high`.
-    pub fn u32_in(&self, low: u32, high: u32) -> Result<u32, ConfigError> {
-        let n = self.u32()?;
-        if n < low || n > high {
-            return Err(self.error(format!("{n} is outside {low} to {high}")));
-        }
-        Ok(n)
-    }
-
-    pub fn f64(&self) -> Result<f64, ConfigError> {
-        self.value.as_f64().ok_or_else(|| self.expected("a number"))
-    }
-
-    pub fn array(&self) -> Result<&'a Vec<Value>, ConfigError> {
-        self.value
-            .as_array()
-            .ok_or_else(|| self.expected("an array"))
-    }
-
-    pub fn object(&self) -> Result<&'a Map, ConfigError> {
-        self.value
-            .as_object()
-            .ok_or_else(|| self.expected("an object"))
-    }
-
-    /// A list of strings.
-    pub fn strings(&self) -> Result<Vec<&'a str>, ConfigError> {
-        let items = self.array()?;
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            out.push(Field::new(item, self.path.index(i)).str()?);
-        }
-        Ok(out)
-    }
-
-    /// A string → string map (e.g. headers).
-    pub fn string_map(&self) -> Result<Vec<(&'a str, &'a str)>, ConfigError> {
-        let map = self.object()?;
-        let mut out = Vec::with_capacity(map.len());
-        for (k, v) in map {
-            out.push((k.as_str(), Field::new(v, self.path.key(k)).str()?));
-        }
-        Ok(out)
-    }
-}
-
-/// A JSON object being read key by key. [`Obj::finish`] refuses keys nobody asked for, naming
-/// the keys that are allowed.
-pub struct Obj<'a> {
-    map: &'a Map,
-    path: FieldPath,
-    known: Vec<&'static str>,
-}
-
-impl<'a> Obj<'a> {
-    /// Reads `value` as an object at `path`.
-    pub fn new(value: &'a Value, path: FieldPath) -> Result<Self, ConfigError> {
-        let map = value
-            .as_object()
-            .ok_or_else(|| Field::new(value, path.clone()).expected("an object"))?;
-        Ok(Obj {
-            map,
-            path,
-            known: Vec::new(),
-        })
-    }
-
-    /// The document root (its fields have paths like `breakers`).
-    pub fn root(value: &'a Value) -> Result<Self, ConfigError> {
-        Obj::new(value, FieldPath::default())
-    }
-
-    pub fn path(&self) -> &FieldPath {
-        &self.path
-    }
-
-    /// The path of one of this object's keys.
-    pub fn key_path(&self, key: &str) -> FieldPath {
-        self.path.key(key)
-    }
-
-    /// The value at `key` (a JSON `null` counts as absent) together with its path.
-    pub fn get(&mut self, key: &'static str) -> Option<(&'a Value, FieldPath)> {
-        self.field(key).map(|f| (f.value, f.path))
-    }
-
-    /// The field at `key`, if present (a JSON `null` counts as absent).
-    #[inline(never)]
-    pub fn field(&mut self, key: &'static str) -> Option<Field<'a>> {
-        self.known.push(key);
-        match self.map.iter().find(|(k, _)| k == key) {
-            None | Some((_, Value::Null)) => None,
-            Some((_, v)) => Some(Field::new(v, self.path.key(key))),
-        }
-    }
-
-    /// Converts the value at `key`, if present.
-    #[inline(always)]
-    pub fn opt<T>(
-        &mut self,
-        key: &'static str,
-        convert: impl FnOnce(Field<'_>) -> Result<T, ConfigError>,
-    ) -> Result<Option<T>, ConfigError> {
-        match self.field(key) {
-            None => Ok(None),
-            Some(f) => convert(f).map(Some),
-        }
-    }
-
-    /// Like [`Obj::opt`], but the key must be present.
-    #[inline(always)]
-    pub fn required<T>(
-        &mut self,
-        key: &'static str,
-        convert: impl FnOnce(Field<'_>) -> Result<T, ConfigError>,
-    ) -> Result<T, ConfigError> {
-        match self.field(key) {
-            None => Err(self.path.key(key).error("is required")),
-            Some(f) => convert(f),
-        }
-    }
-
-    /// A nested object at `key`, if present.
-    pub fn object(&mut self, key: &'static str) -> Result<Option<Obj<'a>>, ConfigError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some((value, path)) => Obj::new(value, path).map(Some),
-        }
-    }
-
-    /// Refuses keys that were never asked for.
-    pub fn finish(self) -> Result<(), ConfigError> {
-        for (key, _) in self.map {
-            if !self.known.contains(&key.as_str()) {
-                let mut reason = String::from("unknown key (expected one of: ");
-                for (i, known) in self.known.iter().enumerate() {
-                    if i > 0 {
-                        reason.push_str(", ");
-                    }
-                    reason.push_str(known);
-                }
-                reason.push(')');
-                return Err(self.path.key(key).error(reason));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Checks a name used in stats, shared-data keys and headers: 1 to 64 characters of
-/// `[A-Za-z0-9_-]`, so it needs no escaping anywhere.
-pub fn check_name(field: Field<'_>) -> Result<String, ConfigError> {
-    let name = field.str()?;
-    if name.is_empty() || name.len() > 64 {
-        return Err(field.error("must be 1 to 64 characters long"));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(field.error(format!(
-            "\"{name}\" may only contain letters, digits, '_' and '-'"
-        )));
-    }
-    Ok(name.to_string())
-}
-
-/// Formats a number with up to three decimals without Rust's float formatting, which would add
-/// ~20 KB to every module.
-pub fn format_decimal(value: f64) -> String {
-    if !value.is_finite() {
-        return "?".to_string();
-    }
-    let negative = value < 0.0;
-    // `as` saturates; config numbers are far below u64::MAX / 1000.
-    let thousandths = (value.abs() * 1000.0).round() as u64;
-    let (whole, frac) = (thousandths / 1000, thousandths % 1000);
-    let mut out = if negative {
-        "-".to_string()
-    } else {
-        String::new()
     };
-    out.push_str(&whole.to_string());
-    if frac != 0 {
-        let digits = format!("{frac:03}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+    read(bytes)
+}
+
+/// Reads any JSON value as `T`, naming the field path of any error.
+pub(crate) fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    // A document that is not JSON at all is reported as such, even where reading it as `T`
+    // would have stopped at a field first (`{"x":1}` followed by garbage).
+    serde_json::from_slice::<de::IgnoredAny>(bytes).map_err(syntax_error)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(path_error)?;
+    deserializer.end().map_err(syntax_error)?;
+    Ok(value)
+}
+
+fn syntax_error(error: serde_json::Error) -> ConfigError {
+    ConfigError::new("", format!("invalid JSON: {error}"))
+}
+
+fn path_error(error: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let mut path = FieldPath::default();
+    for segment in error.path().iter() {
+        path = match segment {
+            Segment::Seq { index } => path.index(*index),
+            Segment::Map { key } => path.key(key),
+            Segment::Enum { variant } => path.key(variant),
+            Segment::Unknown => path,
+        };
+    }
+    // The document's syntax was checked first, so this is about the value at `path`, even when
+    // serde_json classes it as syntax (an enum read from a number: "expected value").
+    let message = error.into_inner().to_string();
+    // The position is noise next to a field path.
+    let message = match message.rfind(" at line ") {
+        Some(at) => message.get(..at).unwrap_or(&message).to_string(),
+        None => message,
+    };
+    // serde names a missing or repeated key in the message and points at its object: point at
+    // the key itself, as for every other error.
+    for (prefix, reason) in [
+        ("missing field `", "is required"),
+        ("duplicate field `", "is given twice"),
+    ] {
+        if let Some(name) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            return path.key(name).error(reason);
+        }
+    }
+    path.error(plain_words(&message))
+}
+
+/// serde names Rust types in its messages (`expected u32`); say what a JSON author writes.
+fn plain_words(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected an object"),
+        ("invalid type: map", "invalid type: object"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("invalid type: unit value", "invalid type: null"),
+        ("floating point", "number"),
+        ("expected value", "invalid type: expected a string"),
+    ];
+    let mut out = message.to_string();
+    for (from, to) in WORDS {
+        out = out.replace(from, to);
     }
     out
+}
+
+/// A name used in stats, shared-data keys and headers: 1 to 64 characters of `[A-Za-z0-9_-]`,
+/// so it needs no escaping anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(pub String);
+
+pub const MAX_NAME_CHARS: usize = 64;
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+impl Name {
+    pub fn check(name: &str) -> Result<Name, String> {
+        if name.is_empty() || name.len() > MAX_NAME_CHARS {
+            return Err(format!("must be 1 to {MAX_NAME_CHARS} characters long"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "\"{name}\" may only contain letters, digits, '_' and '-'"
+            ));
+        }
+        Ok(Name(name.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Name::check(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A whole number from `MIN` to `MAX`, refused with its range when outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);
+
+impl<const MIN: u32, const MAX: u32> Bounded<MIN, MAX> {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Whole<const MIN: u32, const MAX: u32>;
+        impl<const MIN: u32, const MAX: u32> Visitor<'_> for Whole<MIN, MAX> {
+            type Value = Bounded<MIN, MAX>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a whole number from {MIN} to {MAX}")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                match u32::try_from(n) {
+                    Ok(n) if (MIN..=MAX).contains(&n) => Ok(Bounded(n)),
+                    _ => Err(E::custom(format!("{n} is outside {MIN} to {MAX}"))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{n} is outside {MIN} to {MAX}"))),
+                }
+            }
+        }
+        deserializer.deserialize_u64(Whole::<MIN, MAX>)
+    }
+}
+
+#[cfg(feature = "schema")]
+mod schema {
+    //! Schemas of the shared leaf types, from the constants their checks use.
+    use super::{Bounded, Name, NAME_PATTERN};
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+    use std::borrow::Cow;
+
+    impl JsonSchema for Name {
+        fn schema_name() -> Cow<'static, str> {
+            "name".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "1 to 64 letters, digits, '_' or '-'",
+                "type": "string",
+                "pattern": NAME_PATTERN,
+            })
+        }
+    }
+
+    impl<const MIN: u32, const MAX: u32> JsonSchema for Bounded<MIN, MAX> {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> Cow<'static, str> {
+            format!("Bounded_{MIN}_{MAX}").into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({ "type": "integer", "minimum": MIN, "maximum": MAX })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -326,113 +265,141 @@ mod tests {
     use super::*;
     use crate::testing::test;
 
-    fn doc(json: &str) -> Value {
-        parse_document(json.as_bytes()).unwrap()
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        items: Option<Vec<Item>>,
     }
 
-    /// Reads `{"items":[{"size":N}, ...]}` the way filters read their configs.
-    fn read_sizes(json: &str) -> Result<Vec<u32>, ConfigError> {
-        let value = doc(json);
-        let mut root = Obj::root(&value)?;
-        let mut sizes = Vec::new();
-        if let Some((items, path)) = root.get("items") {
-            for (i, item) in Field::new(items, path.clone()).array()?.iter().enumerate() {
-                let mut obj = Obj::new(item, path.index(i))?;
-                sizes.push(obj.required("size", |f| f.u32())?);
-                obj.finish()?;
-            }
-        }
-        root.finish()?;
-        Ok(sizes)
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        size: Bounded<1, 10>,
+        name: Option<Name>,
+    }
+
+    fn read(json: &str) -> Result<Doc, ConfigError> {
+        parse(json.as_bytes())
     }
 
     #[test]
     fn reads_nested_fields() {
-        assert_eq!(
-            read_sizes(r#"{"items":[{"size":1},{"size":2}]}"#),
-            Ok(vec![1, 2])
-        );
-        assert_eq!(read_sizes(r#"{"items":null}"#), Ok(vec![]));
+        let doc = read(r#"{"items":[{"size":1},{"size":2,"name":"b"}]}"#).unwrap();
+        let items = doc.items.unwrap();
+        assert_eq!(items[1].size, Bounded(2));
+        assert_eq!(items[1].name, Some(Name("b".into())));
+        assert_eq!(read(r#"{"items":null}"#).unwrap().items, None);
     }
 
     #[test]
     fn unknown_keys_name_their_path_and_the_allowed_keys() {
-        let err = read_sizes(r#"{"items":[{"size":1},{"size":2,"sise":3}]}"#).unwrap_err();
+        let err = read(r#"{"items":[{"size":1},{"size":2,"sise":3}]}"#).unwrap_err();
         assert_eq!(err.field, "items[1].sise");
-        assert_eq!(err.reason, "unknown key (expected one of: size)");
-        assert_eq!(read_sizes(r#"{"itemz":[]}"#).unwrap_err().field, "itemz");
+        assert_eq!(
+            err.reason,
+            "unknown field `sise`, expected `size` or `name`"
+        );
+        assert_eq!(read(r#"{"itemz":[]}"#).unwrap_err().field, "itemz");
     }
 
     #[test]
-    fn wrong_types_name_their_path() {
-        let err = read_sizes(r#"{"items":[{"size":"big"}]}"#).unwrap_err();
+    fn wrong_types_and_values_name_their_path() {
+        let err = read(r#"{"items":[{"size":"big"}]}"#).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "items[0].size: expected a whole number, got a string"
+            "items[0].size: invalid type: string \"big\", expected a whole number from 1 to 10"
         );
-        assert_eq!(read_sizes(r#"{"items":{}}"#).unwrap_err().field, "items");
+        assert_eq!(read(r#"{"items":{}}"#).unwrap_err().field, "items");
+        for bad in ["-1", "1.5", "0", "11", "5000000000"] {
+            let json = format!(r#"{{"items":[{{"size":{bad}}}]}}"#);
+            assert_eq!(read(&json).unwrap_err().field, "items[0].size", "{bad}");
+        }
         assert_eq!(
-            read_sizes(r#"{"items":[{"size":-1}]}"#).unwrap_err().field,
-            "items[0].size"
-        );
-        assert_eq!(
-            read_sizes(r#"{"items":[{"size":1.5}]}"#).unwrap_err().field,
-            "items[0].size"
-        );
-        assert_eq!(
-            read_sizes(r#"{"items":[{"size":5000000000}]}"#)
-                .unwrap_err()
-                .field,
-            "items[0].size"
+            read(r#"{"items":[{"size":11}]}"#).unwrap_err().reason,
+            "11 is outside 1 to 10"
         );
         assert_eq!(
-            read_sizes(r#"{"items":[{}]}"#).unwrap_err().to_string(),
+            read(r#"{"items":[{}]}"#).unwrap_err().to_string(),
             "items[0].size: is required"
         );
         assert_eq!(
-            read_sizes("[1]").unwrap_err().to_string(),
-            "expected an object, got an array"
+            read(r#"{"items":[{"size":1,"size":2}]}"#)
+                .unwrap_err()
+                .to_string(),
+            "items[0].size: is given twice"
         );
+        assert_eq!(
+            read(r#"{"items":[{"size":1,"name":"a b"}]}"#)
+                .unwrap_err()
+                .field,
+            "items[0].name"
+        );
+        let err = read("[1]").unwrap_err();
+        assert_eq!(err.to_string(), "the configuration must be a JSON object");
+        assert_eq!(read("5").unwrap_err().field, "");
+    }
+
+    #[test]
+    fn a_word_given_as_a_number_is_named() {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Count,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Window {
+            #[allow(dead_code)]
+            kind: Kind,
+        }
+        let err = parse::<Window>(br#"{"kind":1}"#).unwrap_err();
+        assert_eq!(err.field, "kind");
+        assert_eq!(err.reason, "invalid type: expected a string");
+        let err = parse::<Window>(br#"{"kind":"time"}"#).unwrap_err();
+        assert_eq!(err.reason, "unknown variant `time`, expected `count`");
     }
 
     #[test]
     fn empty_document_is_an_empty_object() {
-        assert_eq!(parse_document(b"  \n").unwrap(), doc("{}"));
-        assert_eq!(parse_document(b"").unwrap(), doc("{}"));
+        assert_eq!(read("  \n").unwrap(), Doc { items: None });
+        assert_eq!(read("").unwrap(), Doc { items: None });
     }
 
     #[test]
     fn syntax_errors_say_where() {
-        let err = parse_document(b"{\"items\": [").unwrap_err();
+        let err = read("{\"items\": [").unwrap_err();
         assert!(err.field.is_empty());
-        assert!(err.reason.starts_with("invalid JSON: "), "{}", err.reason);
         assert_eq!(
             err.reason,
-            "invalid JSON: unexpected end of the document at line 1 column 12"
+            "invalid JSON: EOF while parsing a list at line 1 column 11"
         );
-        assert!(parse_document(b"{} x").is_err());
+        let err = read("{} x").unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.reason.as_str()),
+            ("", "invalid JSON: trailing characters at line 1 column 4")
+        );
+        assert!(read("{\"items\": [}").unwrap_err().field.is_empty());
+        assert!(parse::<Doc>(b"\xff").unwrap_err().field.is_empty());
+        // Not JSON, even though reading it stops at a bad field first.
+        let err = read(r#"{"itemz":1} x"#).unwrap_err();
+        assert!(
+            err.field.is_empty() && err.reason.starts_with("invalid JSON"),
+            "{err}"
+        );
     }
 
     #[test]
     fn names_are_checked() {
-        let path = FieldPath::root("breakers").index(0).key("name");
-        assert_eq!(path.as_str(), "breakers[0].name");
-        let check = |json: String| check_name(Field::new(&doc(&json), path.clone()));
         let name = "recommendations-v2_a";
-        assert_eq!(check(format!("\"{name}\"")), Ok(name.to_string()));
-        assert!(check("\"\"".into()).is_err());
-        assert!(check("\"a.b\"".into()).is_err());
-        assert!(check(format!("\"{}\"", "x".repeat(65))).is_err());
-        assert!(check("5".into()).is_err());
+        assert_eq!(Name::check(name), Ok(Name(name.to_string())));
+        assert!(Name::check("").is_err());
+        assert!(Name::check("a.b").is_err());
+        assert!(Name::check(&"x".repeat(65)).is_err());
     }
 
     #[test]
-    fn decimals_without_float_formatting() {
-        assert_eq!(format_decimal(50.0), "50");
-        assert_eq!(format_decimal(0.1), "0.1");
-        assert_eq!(format_decimal(2.25), "2.25");
-        assert_eq!(format_decimal(-1.5), "-1.5");
-        assert_eq!(format_decimal(33.3333), "33.333");
-        assert_eq!(format_decimal(f64::NAN), "?");
+    fn field_paths() {
+        let path = FieldPath::root("breakers").index(0).key("name");
+        assert_eq!(path.as_str(), "breakers[0].name");
+        assert_eq!(FieldPath::default().key("a").as_str(), "a");
     }
 }

@@ -1,6 +1,5 @@
 //! Durations written as `"250ms"`, `"5s"`, `"1.5s"`, `"2m"` or `"1h"`, held as milliseconds.
 
-use crate::config::{ConfigError, Field};
 use std::fmt;
 
 /// The longest duration accepted anywhere: 7 days. Longer values are almost certainly typos
@@ -95,18 +94,80 @@ fn parse_scaled(number: &str, unit_ms: u64) -> Option<u64> {
     Some(millis)
 }
 
-/// Reads a duration field.
-pub fn field(f: Field<'_>) -> Result<Millis, ConfigError> {
-    parse(f.str()?).map_err(|e| f.error(e))
+/// A configured duration from `MIN_MS` to `MAX_MS` milliseconds, checked while it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationIn<const MIN_MS: u64, const MAX_MS: u64>(pub Millis);
+
+/// Any duration up to [`MAX_MILLIS`].
+pub type AnyDuration = DurationIn<0, MAX_MILLIS>;
+/// A duration longer than zero.
+pub type PositiveDuration = DurationIn<1, MAX_MILLIS>;
+
+impl<const MIN_MS: u64, const MAX_MS: u64> DurationIn<MIN_MS, MAX_MS> {
+    pub fn ms(self) -> u64 {
+        self.0 .0
+    }
+
+    /// Why `millis` is refused, if it is.
+    pub fn check(millis: Millis) -> Result<Self, String> {
+        if millis.0 < MIN_MS {
+            return Err(if MIN_MS == 1 {
+                "must be greater than 0".to_string()
+            } else {
+                format!("must be at least {}", Millis(MIN_MS))
+            });
+        }
+        if millis.0 > MAX_MS {
+            return Err(format!("at most {}", Millis(MAX_MS)));
+        }
+        Ok(DurationIn(millis))
+    }
 }
 
-/// Reads a duration field that must be longer than zero.
-pub fn positive(f: Field<'_>) -> Result<Millis, ConfigError> {
-    let d = field(f.clone())?;
-    if d.as_u64() == 0 {
-        return Err(f.error("must be greater than 0"));
+impl<'de, const MIN_MS: u64, const MAX_MS: u64> serde::Deserialize<'de>
+    for DurationIn<MIN_MS, MAX_MS>
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text<const MIN_MS: u64, const MAX_MS: u64>;
+        impl<const MIN_MS: u64, const MAX_MS: u64> serde::de::Visitor<'_> for Text<MIN_MS, MAX_MS> {
+            type Value = DurationIn<MIN_MS, MAX_MS>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"250ms\", \"1.5s\" or \"2m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                let millis = parse(text).map_err(E::custom)?;
+                DurationIn::check(millis).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text::<MIN_MS, MAX_MS>)
     }
-    Ok(d)
+}
+
+#[cfg(feature = "schema")]
+impl<const MIN_MS: u64, const MAX_MS: u64> schemars::JsonSchema for DurationIn<MIN_MS, MAX_MS> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        match (MIN_MS, MAX_MS) {
+            (0, MAX_MILLIS) => "duration".into(),
+            (1, MAX_MILLIS) => "positive_duration".into(),
+            _ => format!("duration_{}_to_{}", Millis(MIN_MS), Millis(MAX_MS)).into(),
+        }
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let longer = match MIN_MS {
+            0 => String::new(),
+            1 => ", longer than 0".to_string(),
+            min => format!(", at least {}", Millis(min)),
+        };
+        schemars::json_schema!({
+            "description": format!(
+                "A duration: a number and a unit, ms, s, m or h (\"250ms\", \"1.5s\", \"2m\"); whole milliseconds{longer}, at most {}.",
+                if MAX_MS == MAX_MILLIS { "7 days".to_string() } else { Millis(MAX_MS).to_string() }
+            ),
+            "type": "string",
+            "pattern": crate::schema::duration_pattern(MIN_MS, MAX_MS),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +211,31 @@ mod tests {
         assert!(parse("8d").is_err());
         assert!(parse("169h").is_err());
         assert_eq!(parse("168h"), Ok(Millis(MAX_MILLIS)));
+    }
+
+    #[test]
+    fn configured_durations_are_checked_against_their_bounds() {
+        let read = |json: &str| crate::config::read::<DurationIn<10, 60_000>>(json.as_bytes());
+        assert_eq!(read(r#""1s""#).map(|d| d.ms()), Ok(1000));
+        assert_eq!(
+            read(r#""5ms""#).unwrap_err().reason,
+            "must be at least 10ms"
+        );
+        assert_eq!(read(r#""2m""#).unwrap_err().reason, "at most 1m");
+        assert!(read(r#""5 s""#)
+            .unwrap_err()
+            .reason
+            .contains("invalid duration"));
+        assert!(read("5")
+            .unwrap_err()
+            .reason
+            .contains("expected a duration"));
+        let positive = |json: &str| crate::config::read::<PositiveDuration>(json.as_bytes());
+        assert_eq!(
+            positive(r#""0s""#).unwrap_err().reason,
+            "must be greater than 0"
+        );
+        assert_eq!(positive(r#""1ms""#).map(|d| d.ms()), Ok(1));
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! u64 that the `response.flags` attribute returns. Bit positions follow Envoy's
 //! `StreamInfo::CoreResponseFlag` enum, which Envoy keeps stable.
 
-use crate::config::{ConfigError, Field};
-
 /// (short name, bit, meaning) for every core flag Envoy reports in `response.flags`.
 pub const RESPONSE_FLAGS: &[(&str, u32, &str)] = &[
     ("LH", 0, "failed local health check"),
@@ -88,15 +86,36 @@ impl FlagSet {
     }
 }
 
-/// Reads a list of flag names, naming the list element that is wrong.
-pub fn field(f: Field<'_>) -> Result<FlagSet, ConfigError> {
-    let mut mask = 0u64;
-    for (i, name) in f.strings()?.into_iter().enumerate() {
-        mask |= FlagSet::parse(&[name])
-            .map_err(|e| f.path().index(i).error(e))?
-            .0;
+/// A configured list of flag names; a name that is wrong is named by its index.
+impl<'de> serde::Deserialize<'de> for FlagSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name(u64);
+        impl<'de> serde::Deserialize<'de> for Name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = String::deserialize(deserializer)?;
+                FlagSet::parse(&[name])
+                    .map(|set| Name(set.0))
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+        let names = Vec::<Name>::deserialize(deserializer)?;
+        Ok(FlagSet(names.iter().fold(0, |mask, name| mask | name.0)))
     }
-    Ok(FlagSet(mask))
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for FlagSet {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "response_flags".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = RESPONSE_FLAGS.iter().map(|(name, _, _)| *name).collect();
+        schemars::json_schema!({
+            "type": "array",
+            "items": { "type": "string", "enum": names },
+        })
+    }
 }
 
 /// Decodes the `response.flags` attribute (a little-endian u64; shorter values are padded).
@@ -137,6 +156,15 @@ mod tests {
         let err = FlagSet::parse(&["UF", "XX"]).unwrap_err();
         assert!(err.contains("\"XX\""), "{err}");
         assert!(err.contains("URX"), "{err}");
+    }
+
+    #[test]
+    fn configured_lists_name_the_wrong_element() {
+        let read = |json: &str| crate::config::read::<FlagSet>(json.as_bytes());
+        assert_eq!(read(r#"["UF","UT"]"#), Ok(FlagSet(0x24)));
+        let err = read(r#"["UF","BOGUS"]"#).unwrap_err();
+        assert_eq!(err.field, "[1]");
+        assert!(err.reason.contains("BOGUS"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What a filter's logic needs from Envoy beyond request attributes: shared data, the clock,
-//! logs and stats. Filters' engines take a `&impl Host`; on wasm32-wasip1 [`Envoy`] implements it
-//! with real host calls, and tests use [`fake::FakeHost`].
+//! logs and stats. Filters' engines take a `&impl Host`; in the modules `breakwater_envoy::Envoy`
+//! implements it with the SDK's host calls, and tests use [`fake::FakeHost`].
 
 use crate::shared::SharedStore;
 
@@ -35,102 +35,6 @@ pub trait Host: SharedStore {
 pub fn bump<H: Host + ?Sized>(host: &H, id: Option<MetricId>) {
     if let Some(id) = id {
         host.add_metric(id, 1);
-    }
-}
-
-#[cfg(target_os = "wasi")]
-pub use envoy::{parse_configuration, Envoy};
-
-#[cfg(target_os = "wasi")]
-mod envoy {
-    use super::{Host, Level, MetricId, MetricKind};
-    use crate::hostcall::{self, LogLevel, MetricType};
-    use crate::request::AttributeSource;
-    use crate::shared::{SetError, SharedStore};
-
-    /// The real host: every call is a proxy-wasm host call that cannot panic. It also reads
-    /// the current request's attributes.
-    pub struct Envoy;
-
-    impl SharedStore for Envoy {
-        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
-            hostcall::get_shared_data(key).map_err(|s| format!("get_shared_data status {}", s.0))
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-            match hostcall::set_shared_data(key, value, cas) {
-                Ok(()) => Ok(()),
-                Err(hostcall::CAS_MISMATCH) => Err(SetError::CasMismatch),
-                Err(s) => Err(SetError::Host(format!("set_shared_data status {}", s.0))),
-            }
-        }
-    }
-
-    impl Host for Envoy {
-        fn now_ms(&self) -> u64 {
-            hostcall::now_ms()
-        }
-
-        fn log(&self, level: Level, message: &str) {
-            let level = match level {
-                Level::Debug => LogLevel::Debug,
-                Level::Info => LogLevel::Info,
-                Level::Warn => LogLevel::Warn,
-                Level::Error => LogLevel::Error,
-            };
-            hostcall::log(level, message);
-        }
-
-        fn define_metric(&self, kind: MetricKind, name: &str) -> Option<MetricId> {
-            let kind = match kind {
-                MetricKind::Counter => MetricType::Counter,
-                MetricKind::Gauge => MetricType::Gauge,
-            };
-            hostcall::define_metric(kind, name).ok()
-        }
-
-        fn add_metric(&self, id: MetricId, delta: i64) {
-            let _ = hostcall::increment_metric(id, delta);
-        }
-
-        fn set_gauge(&self, id: MetricId, value: u64) {
-            let _ = hostcall::record_metric(id, value);
-        }
-    }
-
-    /// Parses a plugin's configuration; on error logs the one line that names the field and
-    /// the reason (`on_configure` then returns false and Envoy keeps the previous config).
-    /// Returns the configuration and the plugin's name, which namespaces its shared data.
-    pub fn parse_configuration<T>(
-        filter: &str,
-        configuration: &[u8],
-        parse: impl FnOnce(&[u8]) -> Result<T, crate::config::ConfigError>,
-    ) -> Option<(T, String)> {
-        match parse(configuration) {
-            Ok(config) => {
-                let plugin_name = hostcall::property(&["plugin_name"])
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                Some((config, plugin_name))
-            }
-            Err(err) => {
-                Envoy.log(
-                    Level::Error,
-                    &format!("breakwater {filter}: invalid configuration: {err}"),
-                );
-                None
-            }
-        }
-    }
-
-    impl AttributeSource for Envoy {
-        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-            hostcall::request_header(name)
-        }
-
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            hostcall::property(path)
-        }
     }
 }
 

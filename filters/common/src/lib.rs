@@ -1,40 +1,36 @@
 //! What every breakwater filter needs, with no dependency on proxy-wasm so that it builds and
-//! tests natively and on `wasm32-unknown-unknown`:
+//! tests natively and on `wasm32-unknown-unknown` (the SDK side is `breakwater-envoy`):
 //!
+//! - [`config`]: serde config reading that names the exact field of every error
+//!   (`breakers[1].trip.failure_rate`), and shared config types.
+//! - [`filter_state`]: the filter-state keys and values the filters exchange.
 //! - [`codec`]: bounds-checked binary encoding for values in shared data.
 //! - [`base64`]: decoding for binary configuration values.
 //! - [`hash`]: a stable 64-bit hash for keys in shared data.
-//! - [`json`]: a small, strict JSON reader (serde_json costs 28 KB per module).
-//! - [`config`]: JSON parsing that names the exact field of every error (`breakers[1].trip.failure_rate`).
 //! - [`duration`]: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
 //! - [`status`]: status codes, classes (`"5xx"`) and ranges (`"500-504"`).
 //! - [`flags`]: Envoy's response flags by short name (`UF`, `UT`, …) as read from `response.flags`.
-//! - [`pairs`]: the proxy-wasm header-map encoding.
-//! - [`host`]: the `Host` trait filters' engines use, its Envoy implementation and a fake.
+//! - [`host`]: the `Host` trait filters' engines use, and a fake for their tests.
 //! - [`matcher`]: the request-matching vocabulary shared by all filters.
 //! - [`request`]: lazy, read-once access to request attributes.
 //! - [`shared`]: shared-data compare-and-swap with a bounded retry loop.
-//! - [`headers`]: validated response headers for local replies.
-//! - `abi` (wasm32-wasip1 only): the proxy-wasm exports, routing Envoy's callbacks to a filter.
-//! - `hostcall` (wasm32-wasip1 only): proxy-wasm host calls that return errors instead of panicking.
+//! - [`headers`]: validated headers for local replies and upstream requests.
+//! - `schema` (feature `schema`): patterns for the JSON Schemas of the configs.
 
-#[cfg(target_os = "wasi")]
-pub mod abi;
 pub mod base64;
 pub mod codec;
 pub mod config;
 pub mod duration;
+pub mod filter_state;
 pub mod flags;
 pub mod hash;
 pub mod headers;
 pub mod host;
-#[cfg(target_os = "wasi")]
-pub mod hostcall;
-pub mod json;
 pub mod matcher;
-pub mod pairs;
 pub mod request;
 pub mod rng;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod shared;
 pub mod status;
 

@@ -2,49 +2,53 @@
 //! `methods`, `authority`, `cluster` and `route`. All given conditions must hold; an empty
 //! match takes every request.
 
-use crate::config::{ConfigError, Field, FieldPath, Obj};
+use crate::config::{ConfigError, FieldPath};
 use crate::request::{Attribute, AttributeSource, RequestAttributes};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Which requests a rule takes: every condition given must hold; an empty match takes every
+/// request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "match", transform = crate::schema::never_together::<PathKeys>)
+)]
 pub struct MatchConfig {
-    /// The path (query excluded) starts with this.
+    /// The path, query excluded, starts with this (not with path_exact).
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^/[^?#]*$")))]
     pub path_prefix: Option<String>,
-    /// The path (query excluded) is exactly this.
+    /// The path, query excluded, is exactly this (not with path_prefix).
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^/[^?#]*$")))]
     pub path_exact: Option<String>,
-    /// The method is one of these (upper case, as sent on the wire).
+    /// The method is one of these, e.g. ["GET", "HEAD"] (upper case, as sent on the wire).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1), inner(regex(pattern = r"^[A-Z-]+$")))
+    )]
     pub methods: Option<Vec<String>>,
-    /// `:authority` equals this, case-insensitively; without a port in the pattern the request's
-    /// port is ignored; a leading `*.` matches any subdomain.
+    /// :authority, case-insensitive; without a port the request's port is ignored;
+    /// *.example.com matches subdomains.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^(\*\.)?[^*/\t\n\f\r ]+$"))
+    )]
     pub authority: Option<String>,
-    /// Envoy's `xds.cluster_name` equals this.
+    /// Envoy's xds.cluster_name equals this.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub cluster: Option<String>,
-    /// Envoy's `xds.route_name` equals this.
+    /// Envoy's xds.route_name equals this.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub route: Option<String>,
 }
 
-impl MatchConfig {
-    pub fn read(f: Field<'_>) -> Result<MatchConfig, ConfigError> {
-        let mut obj = Obj::new(f.value, f.path().clone())?;
-        let text = |f: Field<'_>| f.str().map(str::to_string);
-        let config = MatchConfig {
-            path_prefix: obj.opt("path_prefix", text)?,
-            path_exact: obj.opt("path_exact", text)?,
-            methods: obj.opt("methods", |f| {
-                Ok(f.strings()?.into_iter().map(str::to_string).collect())
-            })?,
-            authority: obj.opt("authority", text)?,
-            cluster: obj.opt("cluster", text)?,
-            route: obj.opt("route", text)?,
-        };
-        obj.finish()?;
-        Ok(config)
-    }
-}
+/// `path_prefix` and `path_exact` exclude each other.
+#[cfg(feature = "schema")]
+pub struct PathKeys;
 
-/// Reads and checks a `match` object.
-pub fn field(f: Field<'_>) -> Result<RequestMatcher, ConfigError> {
-    let path = f.path().clone();
-    RequestMatcher::check(&path, &MatchConfig::read(f)?)
+#[cfg(feature = "schema")]
+impl crate::schema::Exclusive for PathKeys {
+    const KEYS: &'static [&'static str] = &["path_prefix", "path_exact"];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,13 +250,16 @@ fn authority_matches(rule: &AuthorityRule, authority: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_document;
     use crate::host::fake::FakeRequest;
     use crate::testing::test;
 
     fn matcher(json: &str) -> Result<RequestMatcher, ConfigError> {
-        let value = parse_document(json.as_bytes())?;
-        field(Field::new(&value, FieldPath::root("match")))
+        #[derive(serde::Deserialize)]
+        struct Rule {
+            r#match: MatchConfig,
+        }
+        let rule: Rule = crate::config::parse(format!(r#"{{"match":{json}}}"#).as_bytes())?;
+        RequestMatcher::check(&FieldPath::root("match"), &rule.r#match)
     }
 
     fn hits(json: &str, req: &FakeRequest) -> bool {
@@ -358,7 +365,8 @@ mod tests {
         let err = matcher(r#"{"prefix":"/"}"#).unwrap_err();
         assert_eq!(err.field, "match.prefix");
         assert!(
-            err.reason.contains("path_prefix, path_exact, methods"),
+            err.reason
+                .contains("`path_prefix`, `path_exact`, `methods`"),
             "{}",
             err.reason
         );

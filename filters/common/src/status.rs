@@ -1,9 +1,6 @@
 //! Sets of HTTP status codes written as codes (`503`, `"503"`), classes (`"5xx"`, `"50x"`) or
 //! ranges (`"500-504"`).
 
-use crate::config::{ConfigError, Field};
-use crate::json::Value;
-
 const WORDS: usize = 10; // 640 bits cover every valid code (100..=599)
 
 /// A set of status codes, tested in constant time.
@@ -123,38 +120,76 @@ fn parse_code(part: &str, whole: &str) -> Result<u16, String> {
     Ok(code)
 }
 
-/// Reads a status list: codes, classes and ranges, naming the element that is wrong.
-pub fn field(f: Field<'_>) -> Result<StatusSet, ConfigError> {
-    let items = f.array()?;
-    let mut specs = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let spec = match item {
-            Value::Number(n) => match n.as_u64() {
-                Some(code) => StatusSpec::from_number(code),
-                None => Err(format!(
+/// One element of a configured status list: a number, or a code, class or range as text.
+struct StatusItem(StatusSpec);
+
+impl<'de> serde::Deserialize<'de> for StatusItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Item;
+        impl serde::de::Visitor<'_> for Item {
+            type Value = StatusItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code (503), class (\"5xx\") or range (\"500-504\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<StatusItem, E> {
+                StatusSpec::from_number(n)
+                    .map(StatusItem)
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<StatusItem, E> {
+                Err(E::custom(format!(
+                    "invalid status {n}: HTTP status codes are 100 to 599"
+                )))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<StatusItem, E> {
+                Err(E::custom(format!(
                     "invalid status {n}: use a whole number from 100 to 599"
-                )),
-            },
-            Value::String(text) => StatusSpec::parse(text),
-            _ => Err(
-                "expected a status code (503), class (\"5xx\") or range (\"500-504\")".to_string(),
-            ),
-        };
-        specs.push(spec.map_err(|e| f.path().index(i).error(e))?);
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<StatusItem, E> {
+                StatusSpec::parse(text).map(StatusItem).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Item)
     }
-    Ok(StatusSet::from_specs(&specs))
+}
+
+/// A configured list of statuses; an element that is wrong is named by its index.
+impl<'de> serde::Deserialize<'de> for StatusSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<StatusItem>::deserialize(deserializer)?;
+        let specs: Vec<StatusSpec> = items.into_iter().map(|item| item.0).collect();
+        Ok(StatusSet::from_specs(&specs))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for StatusSet {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "statuses".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::to_schema(serde_json::json!({
+            "type": "array",
+            "items": crate::schema::status_item(|_| true, "A status code (503, \"503\"), class (\"5xx\", \"50x\") or range (\"500-504\") of codes 100 to 599."),
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_document, FieldPath};
     use crate::testing::test;
 
     fn set(json: &str) -> Result<StatusSet, String> {
-        let value = parse_document(json.as_bytes()).unwrap();
-        let path = FieldPath::root("statuses");
-        field(Field::new(&value, path)).map_err(|e| e.to_string())
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            statuses: StatusSet,
+        }
+        crate::config::parse::<Doc>(format!(r#"{{"statuses":{json}}}"#).as_bytes())
+            .map(|d| d.statuses)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

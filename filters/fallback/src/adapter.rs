@@ -1,65 +1,70 @@
-//! The Envoy side: translates proxy-wasm callbacks into engine calls and engine decisions into
-//! host calls. No policy lives here.
+//! The Envoy side, on the proxy-wasm SDK: reads what Envoy reports, hands it to the engine,
+//! and carries out the engine's steps (a local reply, a callout, resuming). No policy lives
+//! here.
+//!
+//! Host calls per request: a matched request costs what its match needs; its response costs
+//! `:status`, and `response.flags` or the breaker's decision only when a trigger needs them;
+//! a good response worth keeping also reads all response headers and its body chunks. Body
+//! callbacks return at once unless a response is being kept.
 
 use crate::config::FallbackConfig;
 use crate::engine::{Capture, Engine, OnResponse, Plan, ResponseView, Step, WorkerState};
-use breakwater_common::abi::{self, Action, Plugin, Stream};
+use breakwater_common::filter_state::{fallback as keys, CacheEvent, FallbackServed};
 use breakwater_common::flags::decode_flags;
-use breakwater_common::host::{parse_configuration, Envoy, Host, Level};
-use breakwater_common::hostcall;
+use breakwater_envoy::{self as envoy, shim, Envoy};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Filter-state keys (read them as `%FILTER_STATE(wasm.<key>:PLAIN)%`).
-pub const FS_RULE: &str = "breakwater.fallback.rule";
-pub const FS_TRIGGER: &str = "breakwater.fallback.trigger";
-pub const FS_SERVED: &str = "breakwater.fallback.served";
-pub const FS_CACHE: &str = "breakwater.fallback.cache";
+/// `%RESPONSE_CODE_DETAILS%` of the fallback's replies: this prefix and the source.
+pub const DETAILS_PREFIX: &str = "breakwater_fallback_";
 
-/// The circuit breaker's documented filter state for its decision.
-const BREAKER_DECISION: &str = "breakwater.circuit_breaker.decision";
-
-breakwater_common::export_filter!(|_context_id| -> Box<dyn Plugin> {
-    Box::new(FallbackRoot {
-        engine: None,
-        worker: None,
-    })
-});
+proxy_wasm::main! {{
+    envoy::start(|_| -> Box<dyn RootContext> {
+        Box::new(FallbackRoot {
+            engine: None,
+            worker: None,
+        })
+    });
+}}
 
 struct FallbackRoot {
     engine: Option<Rc<Engine>>,
     worker: Option<Rc<RefCell<WorkerState>>>,
 }
 
-impl Plugin for FallbackRoot {
-    fn configure(&mut self, configuration: &[u8]) -> bool {
-        let Some((config, plugin_name)) =
-            parse_configuration("fallback", configuration, FallbackConfig::parse)
+impl Context for FallbackRoot {}
+
+impl RootContext for FallbackRoot {
+    fn on_configure(&mut self, _configuration_size: usize) -> bool {
+        let Some((config, plugin_name)) = envoy::configure("fallback", FallbackConfig::parse)
         else {
             return false;
         };
         let engine = Engine::new(config, &plugin_name, &Envoy);
         engine.prepare(&Envoy);
-        Envoy.log(
-            Level::Info,
-            &format!(
-                "breakwater fallback: configured {} rule(s) for plugin \"{plugin_name}\"",
-                engine.rule_count()
-            ),
+        log::info!(
+            "breakwater fallback: configured {} rule(s) for plugin \"{plugin_name}\"",
+            engine.rule_count()
         );
         self.engine = Some(Rc::new(engine));
         self.worker = Some(Rc::new(RefCell::new(WorkerState::default())));
         true
     }
 
-    fn create_stream(&self) -> Box<dyn Stream> {
-        Box::new(FallbackStream {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(FallbackStream {
             engine: self.engine.clone(),
             worker: self.worker.clone(),
             plan: None,
             capture: None,
             replied: false,
-        })
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
     }
 }
 
@@ -74,27 +79,23 @@ struct FallbackStream {
     replied: bool,
 }
 
-/// The current response, read through the host only as far as the engine asks.
+/// The current response, read through the host only as far as the engine asks. Used only in
+/// `on_http_response_headers`, while the response headers exist.
 struct EnvoyResponse;
 
 impl ResponseView for EnvoyResponse {
     fn status(&self) -> Option<u32> {
-        let raw = hostcall::response_header(":status")?;
+        let raw = envoy::response_header(":status")?;
         std::str::from_utf8(&raw).ok()?.parse().ok()
     }
 
     fn flags(&self) -> u64 {
-        hostcall::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b))
+        envoy::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b))
     }
 
     fn breaker_decision(&self) -> Option<Vec<u8>> {
-        hostcall::property(&[BREAKER_DECISION])
+        envoy::property(&[breakwater_common::filter_state::breaker::DECISION])
     }
-}
-
-fn set_filter_state(key: &str, value: &str) {
-    // A failure only loses an access-log field; the response goes on.
-    let _ = hostcall::set_filter_state(key, value.as_bytes());
 }
 
 fn status_of(headers: &[(Vec<u8>, Vec<u8>)]) -> Option<u32> {
@@ -117,26 +118,21 @@ impl FallbackStream {
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_slice()))
                         .collect();
-                    if hostcall::send_http_response(reply.status, &headers, &reply.body).is_ok() {
+                    let details = format!("{DETAILS_PREFIX}{}", reply.source);
+                    if shim::send_local_response(reply.status, &details, &headers, &reply.body)
+                        .is_ok()
+                    {
                         self.replied = true;
-                        set_filter_state(FS_SERVED, reply.source);
+                        envoy::set_filter_state(keys::SERVED, reply.source.as_bytes());
                         return true;
                     }
                     // The reply could not be sent: the original response goes on.
-                    set_filter_state(FS_SERVED, "none");
+                    envoy::set_filter_state(keys::SERVED, FallbackServed::None.as_str().as_bytes());
                     return false;
                 }
                 Step::Call(call) => {
-                    match hostcall::dispatch_http_call(
-                        call.cluster,
-                        &call.headers,
-                        b"",
-                        call.timeout_ms,
-                    ) {
-                        Ok(token) => {
-                            abi::track_callout(token);
-                            return true;
-                        }
+                    match envoy::dispatch_http_call(call.cluster, call.headers, call.timeout_ms) {
+                        Ok(_) => return true,
                         // Unknown cluster or bad headers: that source failed.
                         Err(_) => {
                             step =
@@ -145,7 +141,7 @@ impl FallbackStream {
                     }
                 }
                 Step::Exhausted => {
-                    set_filter_state(FS_SERVED, "none");
+                    envoy::set_filter_state(keys::SERVED, FallbackServed::None.as_str().as_bytes());
                     return false;
                 }
             }
@@ -157,20 +153,52 @@ impl FallbackStream {
             return;
         };
         if engine.store(&Envoy, plan, capture) {
-            set_filter_state(FS_CACHE, "stored");
+            envoy::set_filter_state(keys::CACHE, CacheEvent::Stored.as_str().as_bytes());
         }
     }
 }
 
-impl Stream for FallbackStream {
-    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+impl Context for FallbackStream {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        // A timeout or reset arrives with no headers: no status. An answer larger than the
+        // filter is willing to hold counts as a failure rather than being read.
+        let headers = shim::header_map_pairs(MapType::HttpCallResponseHeaders);
+        let too_large = body_size > engine.max_service_body();
+        let status = status_of(&headers).filter(|_| !too_large);
+        let body = if too_large {
+            Vec::new()
+        } else {
+            envoy::http_call_response_body(body_size)
+        };
+        let Some(plan) = self.plan.as_mut() else {
+            return;
+        };
+        let step = engine.on_service_answer(&Envoy, plan, status, headers, body);
+        if !self.run(&engine, step) {
+            // Nothing replaced it: let the paused original response continue.
+            envoy::resume_response();
+        }
+    }
+}
+
+impl HttpContext for FallbackStream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         if let Some(engine) = &self.engine {
             self.plan = engine.on_request(&Envoy);
         }
         Action::Continue
     }
 
-    fn on_response_headers(&mut self, end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let (Some(engine), Some(worker)) = (self.engine.clone(), self.worker.clone()) else {
             return Action::Continue;
         };
@@ -184,18 +212,14 @@ impl Stream for FallbackStream {
             let Ok(mut worker) = worker.try_borrow_mut() else {
                 return Action::Continue;
             };
-            engine.on_response_headers(
-                &Envoy,
-                &mut worker,
-                plan,
-                &EnvoyResponse,
-                hostcall::response_headers,
-            )
+            engine.on_response_headers(&Envoy, &mut worker, plan, &EnvoyResponse, || {
+                shim::header_map_pairs(MapType::HttpResponseHeaders)
+            })
         };
         match decision {
             OnResponse::Fallback(trigger) => {
-                set_filter_state(FS_RULE, engine.rule_name(plan));
-                set_filter_state(FS_TRIGGER, trigger.as_str());
+                envoy::set_filter_state(keys::RULE, engine.rule_name(plan).as_bytes());
+                envoy::set_filter_state(keys::TRIGGER, trigger.as_str().as_bytes());
                 let step = engine.next_step(&Envoy, plan);
                 if self.run(&engine, step) {
                     Action::Pause
@@ -214,14 +238,15 @@ impl Stream for FallbackStream {
         }
     }
 
-    fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(capture) = self.capture.as_mut() else {
             return Action::Continue;
         };
-        if !capture.is_abandoned() {
-            match hostcall::response_body(body_size) {
-                Ok(chunk) => capture.push(&chunk),
-                Err(_) => self.capture = None,
+        if !capture.is_abandoned() && body_size > 0 {
+            match envoy::response_body(body_size) {
+                Some(chunk) => capture.push(&chunk),
+                // A chunk that cannot be read must not be kept as a shorter body.
+                None => self.capture = None,
             }
         }
         if end_of_stream {
@@ -230,29 +255,5 @@ impl Stream for FallbackStream {
             }
         }
         Action::Continue
-    }
-
-    fn on_http_call_response(&mut self, _token: u32, body_size: usize) {
-        let Some(engine) = self.engine.clone() else {
-            return;
-        };
-        let headers = hostcall::http_call_response_headers();
-        // A timeout or reset arrives with no headers: no status. An answer larger than the
-        // filter is willing to hold counts as a failure rather than being read.
-        let too_large = body_size > engine.max_service_body();
-        let status = status_of(&headers).filter(|_| !too_large);
-        let body = if too_large {
-            Vec::new()
-        } else {
-            hostcall::http_call_response_body(body_size).unwrap_or_default()
-        };
-        let Some(plan) = self.plan.as_mut() else {
-            return;
-        };
-        let step = engine.on_service_answer(&Envoy, plan, status, headers, body);
-        if !self.run(&engine, step) {
-            // Nothing replaced it: let the paused original response continue.
-            let _ = hostcall::resume_response();
-        }
     }
 }

@@ -1,12 +1,20 @@
-//! The fallback filter's JSON configuration, read field by field with defaults and validated
-//! into the checked types the engine runs on. Every error names its field.
+//! The fallback filter's JSON configuration: the raw serde types (what a user writes, and the
+//! source of the JSON Schema), then checked into the types the engine runs on. Every error
+//! names its field.
 
-use breakwater_common::config::{check_name, parse_document, ConfigError, Field, FieldPath, Obj};
-use breakwater_common::duration::{self, Millis};
-use breakwater_common::flags::{self, FlagSet};
-use breakwater_common::headers::{reply_status, HeaderList};
-use breakwater_common::matcher::{self, RequestMatcher};
-use breakwater_common::status::{self, StatusSet, StatusSpec};
+use breakwater_common::config::{self, Bounded, ConfigError, FieldPath, Name};
+#[cfg(feature = "schema")]
+use breakwater_common::duration::Millis;
+use breakwater_common::duration::{AnyDuration, DurationIn, PositiveDuration};
+use breakwater_common::flags::FlagSet;
+use breakwater_common::headers::{ConfiguredHeaders, HeaderList, Reserved};
+use breakwater_common::matcher::{MatchConfig, RequestMatcher};
+use breakwater_common::status::{StatusSet, StatusSpec};
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
 
 /// Bounds that keep configuration, shared data and replies small; documented in the README.
 pub const MAX_RULES: usize = 64;
@@ -15,9 +23,377 @@ pub const MAX_VARY: usize = 8;
 pub const MAX_STATIC_BODY: usize = 64 * 1024;
 /// Each lookup and store copies the index (24 bytes per entry) under Envoy's shared-data lock.
 pub const MAX_ENTRIES: u32 = 4096;
-pub const MAX_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+pub const MIN_CACHE_BYTES: u32 = 1024;
+pub const MAX_CACHE_BYTES: u32 = 256 * 1024 * 1024;
 pub const MAX_BODY_BYTES: u32 = 1024 * 1024;
 pub const MAX_SERVICE_TIMEOUT_MS: u64 = 60_000;
+
+/// Defaults, documented in the README and in the schema.
+pub const DEFAULT_TRIGGER_STATUSES: &str = "5xx";
+pub const DEFAULT_KEPT_STATUS: u16 = 200;
+pub const DEFAULT_STATIC_STATUS: u32 = 200;
+pub const DEFAULT_SERVICE_TIMEOUT_MS: u32 = 1000;
+pub const DEFAULT_MAX_ENTRIES: u32 = 1000;
+pub const DEFAULT_MAX_CACHE_BYTES: u32 = 8 * 1024 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: u32 = 64 * 1024;
+pub const DEFAULT_MIN_STORE_INTERVAL_MS: u64 = 1000;
+
+/// Headers the filter sets itself on every fallback response.
+pub const RESERVED_HEADERS: &[&str] = &["x-breakwater-fallback", "age", "content-length"];
+
+/// [`RESERVED_HEADERS`] for configured static headers.
+#[derive(Debug)]
+pub struct FallbackHeaders;
+
+impl Reserved for FallbackHeaders {
+    const NAMES: &'static [&'static str] = RESERVED_HEADERS;
+    const REASON: &'static str = "is set by the fallback filter itself";
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a user writes. Every optional key is an `Option`: a JSON `null` means the key is absent.
+
+/// breakwater fallback configuration (the WasmPlugin's `pluginConfig`, or the Envoy Wasm
+/// filter's `configuration`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(title = "breakwater fallback configuration")
+)]
+pub struct RawConfig {
+    /// The rules. A request belongs to the first whose `match` it satisfies.
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_RULES)))]
+    pub rules: Option<Vec<RawRule>>,
+    /// Bounds of the shared last-good-response cache (the `stale` sources).
+    pub cache: Option<RawCache>,
+}
+
+/// One rule: which requests, what triggers the fallback, and the sources tried in order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "rule"))]
+pub struct RawRule {
+    /// Unique among the rules; used in stats, shared-data keys and filter state.
+    pub name: Name,
+    /// Which requests this rule owns; omitted: every request.
+    pub r#match: Option<MatchConfig>,
+    /// What makes a response fail over; omitted: a 5xx or a breaker rejection.
+    pub on: Option<RawTriggers>,
+    /// The sources, tried in order until one answers; at most one `stale`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = MAX_SOURCES), extend("contains" = {"required": ["stale"]}, "minContains" = 0, "maxContains" = 1))
+    )]
+    pub serve: Vec<RawSource>,
+}
+
+/// What makes a response fail over to the sources.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "triggers", transform = trigger_rules))]
+pub struct RawTriggers {
+    /// Response statuses that trigger: codes, classes ("5xx") or ranges ("500-504").
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [DEFAULT_TRIGGER_STATUSES])))]
+    pub statuses: Option<StatusSet>,
+    /// Envoy response flags that trigger (UF connect failure, UT timeout, …).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [] as [&str; 0])))]
+    pub response_flags: Option<FlagSet>,
+    /// A rejection by breakwater's circuit breaker triggers.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = true)))]
+    pub breaker_open: Option<bool>,
+}
+
+/// One source: an object with exactly one of `static`, `stale` or `service`.
+#[derive(Debug)]
+pub enum RawSource {
+    Static(RawStatic),
+    Stale(RawStale),
+    Service(RawService),
+}
+
+const SOURCE_KINDS: &str = "give exactly one of static, stale, service";
+
+impl<'de> Deserialize<'de> for RawSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneSource;
+        impl<'de> Visitor<'de> for OneSource {
+            type Value = RawSource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with one of static, stale, service")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSource, A::Error> {
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(SOURCE_KINDS));
+                };
+                let source = match kind.as_str() {
+                    "static" => RawSource::Static(map.next_value()?),
+                    "stale" => RawSource::Stale(map.next_value()?),
+                    "service" => RawSource::Service(map.next_value()?),
+                    other => {
+                        return Err(de::Error::custom(format!(
+                            "unknown source `{other}`, {SOURCE_KINDS}"
+                        )))
+                    }
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(SOURCE_KINDS));
+                }
+                Ok(source)
+            }
+        }
+        deserializer.deserialize_map(OneSource)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for RawSource {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "source".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = |kind: &str, schema: schemars::Schema| {
+            serde_json::json!({
+                "type": "object",
+                "properties": { kind: schema },
+                "required": [kind],
+                "additionalProperties": false,
+            })
+        };
+        breakwater_common::schema::to_schema(serde_json::json!({
+            "description": "A source: exactly one of static, stale, service.",
+            "oneOf": [
+                one("static", generator.subschema_for::<RawStatic>()),
+                one("stale", generator.subschema_for::<RawStale>()),
+                one("service", generator.subschema_for::<RawService>()),
+            ],
+        }))
+    }
+}
+
+/// A fixed answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "static", transform = breakwater_common::schema::never_together::<BodyKeys>)
+)]
+pub struct RawStatic {
+    /// The answer's status, 200 to 599.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_STATIC_STATUS)))]
+    pub status: Option<Bounded<200, 599>>,
+    /// The answer's headers; `x-breakwater-fallback`, `age` and `content-length` are the
+    /// filter's own.
+    pub headers: Option<ConfiguredHeaders<FallbackHeaders>>,
+    /// The body as text (or give body_base64).
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_STATIC_BODY)))]
+    pub body: Option<String>,
+    /// The body in base64, for binary bodies (or give body).
+    pub body_base64: Option<Base64>,
+}
+
+/// `body` and `body_base64` exclude each other.
+#[cfg(feature = "schema")]
+pub struct BodyKeys;
+
+#[cfg(feature = "schema")]
+impl breakwater_common::schema::Exclusive for BodyKeys {
+    const KEYS: &'static [&'static str] = &["body", "body_base64"];
+}
+
+/// Something must trigger the fallback.
+#[cfg(feature = "schema")]
+fn trigger_rules(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, never};
+    add_rule(
+        schema,
+        never(serde_json::json!({
+            "required": ["statuses", "breaker_open"],
+            "properties": {
+                "statuses": { "type": "array", "maxItems": 0 },
+                "response_flags": { "anyOf": [{ "type": "null" }, { "type": "array", "maxItems": 0 }] },
+                "breaker_open": { "const": false },
+            },
+        })),
+    );
+}
+
+/// Binary data written in standard base64 (ASCII whitespace allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        breakwater_common::base64::decode(&text)
+            .map(Base64)
+            .map_err(de::Error::custom)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Base64 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "base64".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": breakwater_common::schema::BASE64,
+        })
+    }
+}
+
+/// The last good response for the request's URL (stale-if-error).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "stale"))]
+pub struct RawStale {
+    /// How old a kept response may be and still be served.
+    pub max_age: PositiveDuration,
+    /// Statuses worth keeping: complete responses only (not 1xx, 206 or 304).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [DEFAULT_KEPT_STATUS])))]
+    pub statuses: Option<KeptStatuses>,
+    /// Request headers whose values are part of the cache key.
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_VARY)))]
+    pub vary: Option<Vec<VaryHeader>>,
+    /// Also keep responses to requests with `Authorization` or `Cookie`, and responses that set
+    /// cookies (they belong to one user).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = false)))]
+    pub allow_credentials: Option<bool>,
+}
+
+/// A status list of complete responses: not 1xx, 206 (partial) or 304 (not modified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptStatuses(pub StatusSet);
+
+/// A status that cannot be kept, and why.
+fn unkeepable(code: u16) -> Option<&'static str> {
+    match code {
+        100..=199 => Some("informational"),
+        206 => Some("partial content"),
+        304 => Some("not modified"),
+        _ => None,
+    }
+}
+
+impl<'de> Deserialize<'de> for KeptStatuses {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let statuses = StatusSet::deserialize(deserializer)?;
+        if statuses.is_empty() {
+            return Err(de::Error::custom("list at least one status worth keeping"));
+        }
+        if let Some((code, why)) = (100..=599u16)
+            .filter(|c| statuses.contains(u32::from(*c)))
+            .find_map(|c| unkeepable(c).map(|why| (c, why)))
+        {
+            let message = if (100..200).contains(&code) {
+                "1xx (informational) responses cannot be kept".to_string()
+            } else {
+                format!(
+                    "{code} ({why}) is not a complete response and cannot be served in place of one"
+                )
+            };
+            return Err(de::Error::custom(message));
+        }
+        Ok(KeptStatuses(statuses))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for KeptStatuses {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "kept_statuses".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        breakwater_common::schema::to_schema(serde_json::json!({
+            "type": "array",
+            "minItems": 1,
+            "items": breakwater_common::schema::status_item(
+                |code| unkeepable(code).is_none(),
+                "A status code (200, \"200\"), class (\"4xx\", \"40x\") or range (\"200-203\"): complete responses only, not 1xx, 206 or 304.",
+            ),
+        }))
+    }
+}
+
+/// A request header name in a cache key, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaryHeader(pub String);
+
+impl<'de> Deserialize<'de> for VaryHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(de::Error::custom(format!(
+                "\"{name}\" is not a header name"
+            )));
+        }
+        Ok(VaryHeader(name.to_ascii_lowercase()))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for VaryHeader {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "vary_header".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[A-Za-z0-9_-]+$" })
+    }
+}
+
+/// The fallback service's timeout: longer than 0, at most 60s.
+pub type ServiceTimeout = DurationIn<1, MAX_SERVICE_TIMEOUT_MS>;
+
+/// An answer fetched from another Envoy cluster (a 2xx is served).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "service"))]
+pub struct RawService {
+    /// The Envoy cluster (under Istio: outbound|<port>||<fqdn>).
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub cluster: String,
+    /// Path and query of the request.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^/[^\u0000-\u001F\u007F ]*$"))
+    )]
+    pub path: String,
+    /// The request's :authority (default: the cluster's name).
+    pub authority: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(extend("default" = Millis(u64::from(DEFAULT_SERVICE_TIMEOUT_MS)).to_string())))]
+    pub timeout: Option<ServiceTimeout>,
+}
+
+/// Bounds of the shared last-good-response cache.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "cache"))]
+pub struct RawCache {
+    /// Most responses kept, across all rules.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MAX_ENTRIES)))]
+    pub max_entries: Option<Bounded<1, MAX_ENTRIES>>,
+    /// Most bytes kept (bodies and headers), across all rules.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MAX_CACHE_BYTES)))]
+    pub max_bytes: Option<Bounded<MIN_CACHE_BYTES, MAX_CACHE_BYTES>>,
+    /// Responses with a larger body are not kept; at most max_bytes.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MAX_BODY_BYTES)))]
+    pub max_body_bytes: Option<Bounded<1, MAX_BODY_BYTES>>,
+    /// Each worker stores a given URL at most once per this interval.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = Millis(DEFAULT_MIN_STORE_INTERVAL_MS).to_string())))]
+    pub min_store_interval: Option<AnyDuration>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked configuration.
 
 /// What makes a response fail over to the sources.
 #[derive(Debug, Clone)]
@@ -103,10 +479,10 @@ pub struct CacheLimits {
 impl Default for CacheLimits {
     fn default() -> Self {
         CacheLimits {
-            max_entries: 1000,
-            max_bytes: 8 * 1024 * 1024,
-            max_body_bytes: 64 * 1024,
-            min_store_interval_ms: 1000,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_bytes: u64::from(DEFAULT_MAX_CACHE_BYTES),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            min_store_interval_ms: DEFAULT_MIN_STORE_INTERVAL_MS,
         }
     }
 }
@@ -119,74 +495,69 @@ pub struct FallbackConfig {
 
 impl FallbackConfig {
     pub fn parse(bytes: &[u8]) -> Result<FallbackConfig, ConfigError> {
-        let document = parse_document(bytes)?;
-        let mut root = Obj::root(&document)?;
-        let mut rules = Vec::new();
-        if let Some((list, path)) = root.get("rules") {
-            let items = Field::new(list, path.clone()).array()?;
-            if items.len() > MAX_RULES {
-                return Err(path.error(format!("at most {MAX_RULES} rules")));
-            }
-            for (i, item) in items.iter().enumerate() {
-                let rule = read_rule(Obj::new(item, path.index(i))?)?;
-                if rules.iter().any(|r: &Rule| r.name == rule.name) {
-                    return Err(path
-                        .index(i)
-                        .key("name")
-                        .error(format!("duplicate rule name \"{}\"", rule.name)));
-                }
-                rules.push(rule);
-            }
+        FallbackConfig::check(config::parse(bytes)?)
+    }
+
+    /// The checks across fields, on a configuration serde has read.
+    pub fn check(raw: RawConfig) -> Result<FallbackConfig, ConfigError> {
+        let path = FieldPath::root("rules");
+        let list = raw.rules.unwrap_or_default();
+        if list.len() > MAX_RULES {
+            return Err(path.error(format!("at most {MAX_RULES} rules")));
         }
-        let cache = match root.object("cache")? {
-            Some(obj) => read_cache(obj)?,
+        let mut rules: Vec<Rule> = Vec::with_capacity(list.len());
+        for (i, item) in list.into_iter().enumerate() {
+            let rule = check_rule(item, &path.index(i))?;
+            if rules.iter().any(|r| r.name == rule.name) {
+                return Err(path
+                    .index(i)
+                    .key("name")
+                    .error(format!("duplicate rule name \"{}\"", rule.name)));
+            }
+            rules.push(rule);
+        }
+        let cache = match raw.cache {
+            Some(cache) => check_cache(cache, &FieldPath::root("cache"))?,
             None => CacheLimits::default(),
         };
-        root.finish()?;
         Ok(FallbackConfig { rules, cache })
     }
 }
 
-fn read_rule(mut obj: Obj<'_>) -> Result<Rule, ConfigError> {
-    let name = obj.required("name", check_name)?;
-    let matcher = match obj.get("match") {
-        Some((value, path)) => matcher::field(Field::new(value, path))?,
-        None => RequestMatcher::check(&obj.key_path("match"), &Default::default())?,
-    };
-    let on = read_triggers(obj.object("on")?)?;
-    let sources = obj.required("serve", read_sources)?;
-    obj.finish()?;
+fn check_rule(raw: RawRule, path: &FieldPath) -> Result<Rule, ConfigError> {
+    let matcher = RequestMatcher::check(&path.key("match"), &raw.r#match.unwrap_or_default())?;
+    let on = check_triggers(raw.on, &path.key("on"))?;
+    let sources = check_sources(raw.serve, &path.key("serve"))?;
     Ok(Rule {
-        name,
+        name: raw.name.0,
         matcher,
         on,
         sources,
     })
 }
 
-fn read_triggers(obj: Option<Obj<'_>>) -> Result<Triggers, ConfigError> {
-    let five_xx = || {
-        StatusSet::from_specs(&[StatusSpec {
-            low: 500,
-            high: 599,
-        }])
-    };
-    let Some(mut obj) = obj else {
+fn status_set(text: &str) -> StatusSet {
+    StatusSet::from_specs(&StatusSpec::parse(text).map_or_else(|_| Vec::new(), |s| vec![s]))
+}
+
+fn check_triggers(raw: Option<RawTriggers>, path: &FieldPath) -> Result<Triggers, ConfigError> {
+    let Some(raw) = raw else {
         return Ok(Triggers {
-            statuses: five_xx(),
+            statuses: status_set(DEFAULT_TRIGGER_STATUSES),
             flags: FlagSet::default(),
             breaker_open: true,
         });
     };
-    let statuses = obj.opt("statuses", status::field)?.unwrap_or_else(five_xx);
-    let flags = obj.opt("response_flags", flags::field)?.unwrap_or_default();
-    let breaker_open = obj.opt("breaker_open", |f| f.bool())?.unwrap_or(true);
+    let statuses = raw
+        .statuses
+        .unwrap_or_else(|| status_set(DEFAULT_TRIGGER_STATUSES));
+    let flags = raw.response_flags.unwrap_or_default();
+    let breaker_open = raw.breaker_open.unwrap_or(true);
     if statuses.is_empty() && flags.0 == 0 && !breaker_open {
-        return Err(obj.path().error(
+        return Err(path.error(
             "nothing triggers the fallback: give statuses, response_flags or breaker_open",
         ));
     }
-    obj.finish()?;
     Ok(Triggers {
         statuses,
         flags,
@@ -194,219 +565,116 @@ fn read_triggers(obj: Option<Obj<'_>>) -> Result<Triggers, ConfigError> {
     })
 }
 
-fn read_sources(f: Field<'_>) -> Result<Vec<Source>, ConfigError> {
-    let items = f.array()?;
-    if items.is_empty() || items.len() > MAX_SOURCES {
-        return Err(f.error(format!("list 1 to {MAX_SOURCES} sources, tried in order")));
+fn check_sources(raw: Vec<RawSource>, path: &FieldPath) -> Result<Vec<Source>, ConfigError> {
+    if raw.is_empty() || raw.len() > MAX_SOURCES {
+        return Err(path.error(format!("list 1 to {MAX_SOURCES} sources, tried in order")));
     }
-    let mut sources = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let mut obj = Obj::new(item, f.path().index(i))?;
-        let source = if let Some(s) = obj.object("static")? {
-            Source::Static(read_static(s)?)
-        } else if let Some(s) = obj.object("stale")? {
-            Source::Stale(read_stale(s)?)
-        } else if let Some(s) = obj.object("service")? {
-            Source::Service(read_service(s)?)
-        } else {
-            return Err(obj
-                .path()
-                .error("give exactly one of static, stale, service"));
+    let mut sources: Vec<Source> = Vec::with_capacity(raw.len());
+    for (i, item) in raw.into_iter().enumerate() {
+        let source = match item {
+            RawSource::Static(s) => Source::Static(check_static(s, &path.index(i).key("static"))?),
+            RawSource::Stale(s) => {
+                if sources.iter().any(|s| matches!(s, Source::Stale(_))) {
+                    return Err(path.index(i).error("a rule has at most one stale source"));
+                }
+                Source::Stale(check_stale(s))
+            }
+            RawSource::Service(s) => {
+                Source::Service(check_service(s, &path.index(i).key("service"))?)
+            }
         };
-        // `finish` refuses a second source kind in the same element.
-        obj.finish().map_err(|_| {
-            f.path()
-                .index(i)
-                .error("give exactly one of static, stale, service")
-        })?;
-        if matches!(source, Source::Stale(_))
-            && sources.iter().any(|s| matches!(s, Source::Stale(_)))
-        {
-            return Err(f
-                .path()
-                .index(i)
-                .error("a rule has at most one stale source"));
-        }
         sources.push(source);
     }
     Ok(sources)
 }
 
-fn read_static(mut obj: Obj<'_>) -> Result<StaticSource, ConfigError> {
-    let status = obj.opt("status", reply_status)?.unwrap_or(200);
-    let headers = obj.opt("headers", HeaderList::field)?.unwrap_or_default();
-    let body = obj.opt("body", |f| Ok(f.str()?.as_bytes().to_vec()))?;
-    let body_base64 = obj.opt("body_base64", |f| {
-        breakwater_common::base64::decode(f.str()?).map_err(|e| f.error(e))
-    })?;
-    let body = match (body, body_base64) {
+fn check_static(raw: RawStatic, path: &FieldPath) -> Result<StaticSource, ConfigError> {
+    let body = match (raw.body, raw.body_base64) {
         (Some(_), Some(_)) => {
-            return Err(obj
-                .key_path("body_base64")
+            return Err(path
+                .key("body_base64")
                 .error("use either body or body_base64, not both"))
         }
-        (Some(b), None) | (None, Some(b)) => b,
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(bytes)) => bytes.0,
         (None, None) => Vec::new(),
     };
     if body.len() > MAX_STATIC_BODY {
-        return Err(obj
-            .key_path("body")
+        return Err(path
+            .key("body")
             .error(format!("longer than {MAX_STATIC_BODY} bytes")));
     }
-    check_reserved_headers(&obj.key_path("headers"), &headers)?;
-    obj.finish()?;
     Ok(StaticSource {
-        status,
-        headers,
+        status: raw.status.map_or(DEFAULT_STATIC_STATUS, Bounded::get),
+        headers: raw
+            .headers
+            .map(ConfiguredHeaders::into_list)
+            .unwrap_or_default(),
         body,
     })
 }
 
-/// Headers the filter sets itself on every fallback response.
-pub const RESERVED_HEADERS: &[&str] = &["x-breakwater-fallback", "age", "content-length"];
-
-fn check_reserved_headers(path: &FieldPath, headers: &HeaderList) -> Result<(), ConfigError> {
-    for reserved in RESERVED_HEADERS {
-        if headers.contains(reserved) {
-            return Err(path
-                .key(reserved)
-                .error("is set by the fallback filter itself"));
-        }
+fn check_stale(raw: RawStale) -> StaleSource {
+    let default_kept = StatusSpec {
+        low: DEFAULT_KEPT_STATUS,
+        high: DEFAULT_KEPT_STATUS,
+    };
+    StaleSource {
+        max_age_ms: raw.max_age.ms(),
+        statuses: raw
+            .statuses
+            .map_or_else(|| StatusSet::from_specs(&[default_kept]), |k| k.0),
+        vary: raw
+            .vary
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.0)
+            .collect(),
+        allow_credentials: raw.allow_credentials.unwrap_or(false),
     }
-    Ok(())
 }
 
-fn read_stale(mut obj: Obj<'_>) -> Result<StaleSource, ConfigError> {
-    let max_age = obj.required("max_age", duration::positive)?;
-    let statuses = obj.opt("statuses", status::field)?.unwrap_or_else(|| {
-        StatusSet::from_specs(&[StatusSpec {
-            low: 200,
-            high: 200,
-        }])
-    });
-    if statuses.is_empty() {
-        return Err(obj
-            .key_path("statuses")
-            .error("list at least one status worth keeping"));
+fn check_service(raw: RawService, path: &FieldPath) -> Result<ServiceSource, ConfigError> {
+    if raw.cluster.is_empty() {
+        return Err(path.key("cluster").error("must name an Envoy cluster"));
     }
-    for (code, why) in [
-        (100, "informational"),
-        (206, "partial content"),
-        (304, "not modified"),
-    ] {
-        if statuses.contains(code) {
-            return Err(obj.key_path("statuses").error(format!(
-                "{code} ({why}) is not a complete response and cannot be served in place of one"
-            )));
-        }
+    let p = &raw.path;
+    if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(path
+            .key("path")
+            .error(format!("\"{p}\" must start with '/' and contain no spaces")));
     }
-    if (101..200).any(|code| statuses.contains(code)) {
-        return Err(obj
-            .key_path("statuses")
-            .error("1xx (informational) responses cannot be kept"));
-    }
-    let vary = obj
-        .opt("vary", |f| {
-            let names = f.strings()?;
-            if names.len() > MAX_VARY {
-                return Err(f.error(format!("at most {MAX_VARY} headers")));
-            }
-            let mut out = Vec::with_capacity(names.len());
-            for (i, name) in names.into_iter().enumerate() {
-                if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Err(f
-                        .path()
-                        .index(i)
-                        .error(format!("\"{name}\" is not a header name")));
-                }
-                out.push(name.to_ascii_lowercase());
-            }
-            Ok(out)
-        })?
-        .unwrap_or_default();
-    let allow_credentials = obj.opt("allow_credentials", |f| f.bool())?.unwrap_or(false);
-    obj.finish()?;
-    Ok(StaleSource {
-        max_age_ms: max_age.as_u64(),
-        statuses,
-        vary,
-        allow_credentials,
-    })
-}
-
-fn read_service(mut obj: Obj<'_>) -> Result<ServiceSource, ConfigError> {
-    let cluster = obj.required("cluster", |f| {
-        let c = f.str()?;
-        if c.is_empty() {
-            return Err(f.error("must name an Envoy cluster"));
-        }
-        Ok(c.to_string())
-    })?;
-    let path = obj.required("path", |f| {
-        let p = f.str()?;
-        if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(f.error(format!("\"{p}\" must start with '/' and contain no spaces")));
-        }
-        Ok(p.to_string())
-    })?;
-    let authority = obj
-        .opt("authority", |f| Ok(f.str()?.to_string()))?
-        .unwrap_or_else(|| cluster.clone());
-    let timeout = obj.opt("timeout", |f| {
-        let d = duration::positive(f.clone())?;
-        if d.as_u64() > MAX_SERVICE_TIMEOUT_MS {
-            return Err(f.error("at most 60s"));
-        }
-        Ok(d)
-    })?;
-    obj.finish()?;
     Ok(ServiceSource {
-        cluster,
-        path,
-        authority,
+        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+        cluster: raw.cluster,
+        path: raw.path,
         // ≤ 60 000 ms, so it fits.
-        timeout_ms: u32::try_from(timeout.map_or(1000, Millis::as_u64)).unwrap_or(1000),
+        timeout_ms: raw.timeout.map_or(DEFAULT_SERVICE_TIMEOUT_MS, |t| {
+            u32::try_from(t.ms()).unwrap_or(DEFAULT_SERVICE_TIMEOUT_MS)
+        }),
     })
 }
 
-fn read_cache(mut obj: Obj<'_>) -> Result<CacheLimits, ConfigError> {
+fn check_cache(raw: RawCache, path: &FieldPath) -> Result<CacheLimits, ConfigError> {
     let defaults = CacheLimits::default();
-    let max_entries = obj
-        .opt("max_entries", |f| f.u32_in(1, MAX_ENTRIES))?
-        .unwrap_or(defaults.max_entries);
-    let max_bytes = obj
-        .opt("max_bytes", |f| {
-            let n = f
-                .value
-                .as_u64()
-                .ok_or_else(|| f.error("expected a whole number of bytes"))?;
-            if !(1024..=MAX_CACHE_BYTES).contains(&n) {
-                return Err(f.error(format!("{n} is outside 1024 to {MAX_CACHE_BYTES}")));
-            }
-            Ok(n)
-        })?
-        .unwrap_or(defaults.max_bytes);
-    let max_body_bytes = obj
-        .opt("max_body_bytes", |f| f.u32_in(1, MAX_BODY_BYTES))?
-        .unwrap_or(defaults.max_body_bytes);
+    let max_bytes = raw
+        .max_bytes
+        .map_or(defaults.max_bytes, |n| u64::from(n.get()));
+    let max_body_bytes = raw
+        .max_body_bytes
+        .map_or(defaults.max_body_bytes, Bounded::get);
     if u64::from(max_body_bytes) > max_bytes {
-        return Err(obj
-            .key_path("max_body_bytes")
+        return Err(path
+            .key("max_body_bytes")
             .error("must not exceed cache.max_bytes"));
     }
-    let min_store_interval_ms = obj
-        .opt("min_store_interval", duration::field)?
-        .map_or(defaults.min_store_interval_ms, Millis::as_u64);
-    obj.finish()?;
     Ok(CacheLimits {
-        max_entries,
+        max_entries: raw.max_entries.map_or(defaults.max_entries, Bounded::get),
         max_bytes,
         max_body_bytes,
-        min_store_interval_ms,
+        min_store_interval_ms: raw
+            .min_store_interval
+            .map_or(defaults.min_store_interval_ms, |d| d.ms()),
     })
 }
 
@@ -511,6 +779,50 @@ mod tests {
             panic!()
         };
         assert_eq!(s.body, vec![0x00, 0xFF]);
+    }
+
+    #[test]
+    fn sources_take_exactly_one_kind() {
+        let err = |serve: &str| {
+            FallbackConfig::parse(rule(&format!(r#""serve":[{serve}]"#)).as_bytes()).unwrap_err()
+        };
+        assert_eq!(
+            err(r#"{"static":{},"stale":{"max_age":"1s"}}"#).to_string(),
+            "rules[0].serve[0]: give exactly one of static, stale, service"
+        );
+        assert_eq!(
+            err(r#"{"stat1c":{}}"#).to_string(),
+            "rules[0].serve[0]: unknown source `stat1c`, give exactly one of static, stale, service"
+        );
+        assert_eq!(err("{}").field, "rules[0].serve[0]");
+        assert_eq!(err(r#"{"static":null}"#).field, "rules[0].serve[0].static");
+    }
+
+    #[test]
+    fn misspelled_keys_and_case_duplicates_are_named() {
+        assert_eq!(
+            error_field(&rule(
+                r#""on":{"breaker_opn":true},"serve":[{"static":{}}]"#
+            )),
+            "rules[0].on.breaker_opn"
+        );
+        assert_eq!(
+            error_field(&rule(
+                r#""serve":[{"static":{"headers":{"x-a":"1","X-A":"2"}}}]"#
+            )),
+            "rules[0].serve[0].static.headers.X-A"
+        );
+    }
+
+    #[test]
+    fn null_means_absent() {
+        let cfg = FallbackConfig::parse(
+            rule(r#""match":null,"on":{"statuses":null},"serve":[{"static":{"body":null}}]"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(cfg.rules[0].on.statuses.contains(503));
+        assert!(FallbackConfig::parse(br#"{"rules":null,"cache":null}"#).is_ok());
     }
 
     #[test]

@@ -19,23 +19,9 @@ const RECENT_STORES: usize = 1024;
 /// `cache.max_body_bytes`).
 pub const MAX_CAPTURES_IN_FLIGHT: u32 = 16;
 
-/// Why a response was replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Status,
-    ResponseFlags,
-    BreakerOpen,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Status => "status",
-            Trigger::ResponseFlags => "response_flags",
-            Trigger::BreakerOpen => "breaker_open",
-        }
-    }
-}
+/// Why a response was replaced (written to filter state).
+pub use breakwater_common::filter_state::FallbackTrigger as Trigger;
+use breakwater_common::filter_state::{BreakerDecision, FallbackServed};
 
 /// What the filter knows about a response at its headers; each read is a host call, made only
 /// when the decision needs it.
@@ -157,7 +143,7 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call<'a> {
     pub cluster: &'a str,
-    pub headers: Vec<(&'static str, &'a [u8])>,
+    pub headers: Vec<(&'static str, &'a str)>,
     pub timeout_ms: u32,
 }
 
@@ -317,7 +303,11 @@ impl Engine {
         let status = view.status().unwrap_or(0);
         let trigger = if rule.on.breaker_open
             && status >= 400
-            && view.breaker_decision().as_deref() == Some(b"rejected")
+            && view
+                .breaker_decision()
+                .as_deref()
+                .and_then(BreakerDecision::from_bytes)
+                == Some(BreakerDecision::Rejected)
         {
             Some(Trigger::BreakerOpen)
         } else if rule.on.statuses.contains(status) {
@@ -466,7 +456,7 @@ impl Engine {
                             .iter()
                             .map(|(n, v)| (n.clone(), v.as_bytes().to_vec())),
                         s.body.clone(),
-                        "static",
+                        FallbackServed::Static.as_str(),
                         None,
                     ));
                 }
@@ -488,7 +478,7 @@ impl Engine {
                                     .into_iter()
                                     .filter_map(|(n, v)| Some((String::from_utf8(n).ok()?, v))),
                                 entry.body,
-                                "stale",
+                                FallbackServed::Stale.as_str(),
                                 Some(age_ms / 1000),
                             ));
                         }
@@ -499,9 +489,9 @@ impl Engine {
                     return Step::Call(Call {
                         cluster: &s.cluster,
                         headers: vec![
-                            (":method", b"GET"),
-                            (":path", s.path.as_bytes()),
-                            (":authority", s.authority.as_bytes()),
+                            (":method", "GET"),
+                            (":path", s.path.as_str()),
+                            (":authority", s.authority.as_str()),
                         ],
                         timeout_ms: s.timeout_ms,
                     });
@@ -535,7 +525,7 @@ impl Engine {
                         .filter(|(n, _)| keep_header(n))
                         .filter_map(|(n, v)| Some((String::from_utf8(n).ok()?, v))),
                     body,
-                    "service",
+                    FallbackServed::Service.as_str(),
                     None,
                 ))
             }

@@ -431,11 +431,9 @@ fn service_answers_or_falls_through() {
     };
     assert_eq!(call.cluster, "popular-cache");
     assert_eq!(call.timeout_ms, 300);
-    assert!(call.headers.contains(&(":path", &b"/popular.json"[..])));
-    assert!(call
-        .headers
-        .contains(&(":authority", &b"popular-cache"[..])));
-    assert!(call.headers.contains(&(":method", &b"GET"[..])));
+    assert!(call.headers.contains(&(":path", "/popular.json")));
+    assert!(call.headers.contains(&(":authority", "popular-cache")));
+    assert!(call.headers.contains(&(":method", "GET")));
     let mut answered = plan.clone();
     let headers = vec![
         (b":status".to_vec(), b"200".to_vec()),

@@ -1,13 +1,13 @@
 //! The log filter's redaction and record writer on arbitrary bytes. Invariants: the output is
-//! UTF-8 (a `String`) and, written into a record, valid JSON that `breakwater_common::json`
+//! UTF-8 (a `String`) and, written into a record, valid JSON that `serde_json`
 //! reads back to the same strings; redacting the output again changes nothing; and a known
 //! personal value planted in the text between spaces never survives.
 
 use crate::bytes::Bytes;
-use breakwater_common::json::{self, Value as Json};
 use log_enrichment::config::{Mode, Redaction};
 use log_enrichment::record::{Record, Value};
 use log_enrichment::redact::{Counts, Redactor};
+use serde_json::Value as Json;
 
 /// Valid examples from the crate's own tests (detect_tests.rs, redact_tests.rs).
 const PLANTS: &[&str] = &[
@@ -118,9 +118,10 @@ fn check_record_and_plant(
     record.push("n", Value::Int(u64::from(counts.total())));
     record.push("ms", Value::Millis(position as u64 * 1_000_003));
     let written = record.to_json();
-    let parsed = json::parse(written.as_bytes())
+    // Read back in document order (the record's field order is part of what is checked).
+    let parsed: InOrder = serde_json::from_str(&written)
         .unwrap_or_else(|e| panic!("the record is not JSON ({e}): {written}"));
-    let members = parsed.as_object().expect("an object");
+    let members = &parsed.0;
     assert_eq!(members.len(), 6, "{written}");
     assert_eq!(
         members[0],
@@ -226,5 +227,32 @@ mod tests {
             let out = text(input);
             assert!(!out.contains("4444"), "{input} -> {out}");
         }
+    }
+}
+
+/// A JSON object's members in document order (serde_json's `Map` sorts them unless a feature
+/// that the fuzz package does not enable is on).
+struct InOrder(Vec<(String, Json)>);
+
+impl<'de> serde::Deserialize<'de> for InOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = InOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InOrder, A::Error> {
+                let mut out = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    out.push(member);
+                }
+                Ok(InOrder(out))
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }

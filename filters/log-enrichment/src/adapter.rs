@@ -1,38 +1,34 @@
-//! The Envoy side: reads what Envoy reports, hands it to the engine, and writes the engine's
-//! answers back as headers and filter state. No policy lives here.
+//! The Envoy side, on the proxy-wasm SDK: reads what Envoy reports, hands it to the engine,
+//! and writes the engine's answers back as headers and filter state. No policy lives here.
+//!
+//! Host calls per request: the correlation header (and what the configuration asks for) at
+//! request headers, the response's content type when bodies are captured, and at the end of
+//! the stream the request (and, when logged, response) header maps, the other filters' filter
+//! state and the attributes the record holds, then one filter-state write of the record. Body
+//! callbacks return at once unless `body` is configured.
 
 use crate::config::LogConfig;
 use crate::correlation::{uuid_v4, Action as CorrelationAction, Decision};
 use crate::engine::{BodyCapture, BreakerView, Engine, Exchange, FallbackView};
-use breakwater_common::abi::{Action, Plugin, Stream};
+use breakwater_common::filter_state::{breaker, fallback, log as keys};
 use breakwater_common::flags::{decode_flags, decode_u64};
-use breakwater_common::host::{parse_configuration, Envoy, Host, Level};
-use breakwater_common::hostcall;
 use breakwater_common::rng::Rng;
+use breakwater_envoy::{self as envoy, shim, Envoy};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// The whole record as one JSON string: `%FILTER_STATE(wasm.breakwater_log:PLAIN)%`.
-pub const FS_RECORD: &str = "breakwater_log";
-/// Prefix of the per-field keys: `%FILTER_STATE(wasm.breakwater.log.url.path:PLAIN)%`.
-pub const FS_FIELD_PREFIX: &str = "breakwater.log.";
-
-/// The other filters' documented filter state.
-const BREAKER_DECISION: &str = "breakwater.circuit_breaker.decision";
-const BREAKER_NAME: &str = "breakwater.circuit_breaker.breaker";
-const BREAKER_STATE: &str = "breakwater.circuit_breaker.state";
-const FALLBACK_SERVED: &str = "breakwater.fallback.served";
-const FALLBACK_RULE: &str = "breakwater.fallback.rule";
-const FALLBACK_TRIGGER: &str = "breakwater.fallback.trigger";
-
-breakwater_common::export_filter!(|context_id| -> Box<dyn Plugin> {
-    Box::new(LogRoot {
-        engine: None,
-        rng: Rc::new(RefCell::new(Rng::new(
-            hostcall::now_nanos() ^ u64::from(context_id),
-        ))),
-    })
-});
+proxy_wasm::main! {{
+    envoy::start(|context_id| -> Box<dyn RootContext> {
+        Box::new(LogRoot {
+            engine: None,
+            rng: Rc::new(RefCell::new(Rng::new(
+                envoy::now_nanos() ^ u64::from(context_id),
+            ))),
+        })
+    });
+}}
 
 struct LogRoot {
     engine: Option<Rc<Engine>>,
@@ -40,32 +36,34 @@ struct LogRoot {
     rng: Rc<RefCell<Rng>>,
 }
 
-impl Plugin for LogRoot {
-    fn configure(&mut self, configuration: &[u8]) -> bool {
-        let Some((config, plugin_name)) =
-            parse_configuration("log-enrichment", configuration, LogConfig::parse)
+impl Context for LogRoot {}
+
+impl RootContext for LogRoot {
+    fn on_configure(&mut self, _configuration_size: usize) -> bool {
+        let Some((config, plugin_name)) = envoy::configure("log-enrichment", LogConfig::parse)
         else {
             return false;
         };
         let mut engine = Engine::new(config, &Envoy);
-        engine.load_workload(hostcall::property);
-        Envoy.log(
-            Level::Info,
-            &format!("breakwater log-enrichment: configured plugin \"{plugin_name}\""),
-        );
+        engine.load_workload(envoy::property);
+        log::info!("breakwater log-enrichment: configured plugin \"{plugin_name}\"");
         self.engine = Some(Rc::new(engine));
         true
     }
 
-    fn create_stream(&self) -> Box<dyn Stream> {
-        Box::new(LogStream {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(LogStream {
             engine: self.engine.clone(),
             rng: self.rng.clone(),
             correlation: None,
             request_id: None,
             request_body: None,
             response_body: None,
-        })
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
     }
 }
 
@@ -81,15 +79,12 @@ struct LogStream {
 
 impl LogStream {
     fn fresh_id(&self) -> String {
-        let mut halves = [[0u8; 8]; 2];
-        let random = halves
-            .iter_mut()
-            .all(|half| hostcall::random_bytes(half).is_ok());
-        let [high, low] = if random {
-            halves.map(u64::from_le_bytes)
-        } else {
-            let mut rng = self.rng.borrow_mut();
-            [rng.next_u64(), rng.next_u64()]
+        let (high, low) = match (envoy::random_u64(), envoy::random_u64()) {
+            (Some(high), Some(low)) => (high, low),
+            _ => {
+                let mut rng = self.rng.borrow_mut();
+                (rng.next_u64(), rng.next_u64())
+            }
         };
         uuid_v4(high, low)
     }
@@ -100,7 +95,7 @@ fn capture_chunk(
     capture: &mut Option<BodyCapture>,
     size: usize,
     end_of_stream: bool,
-    read: fn(usize) -> Result<Vec<u8>, hostcall::Status>,
+    read: fn(usize) -> Option<Vec<u8>>,
 ) {
     if let Some(capture) = capture.as_mut() {
         let wanted = capture.wanted(size);
@@ -113,90 +108,82 @@ fn capture_chunk(
     }
 }
 
-fn set_filter_state(key: &str, value: &[u8]) {
-    // A failure only loses an access-log field.
-    let _ = hostcall::set_filter_state(key, value);
-}
-
 fn property_u64(path: &[&str]) -> Option<u64> {
-    hostcall::property(path).as_deref().and_then(decode_u64)
+    envoy::property(path).as_deref().and_then(decode_u64)
 }
 
-impl Stream for LogStream {
-    fn on_request_headers(&mut self, _end_of_stream: bool) -> Action {
+impl Context for LogStream {}
+
+impl HttpContext for LogStream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(engine) = self.engine.clone() else {
             return Action::Continue;
         };
         let config = engine.config();
         let header = config.correlation.header.as_str();
-        let incoming = hostcall::request_header(header);
+        let incoming = envoy::request_header(header);
         let decision = engine.on_request(&Envoy, incoming.as_deref(), || self.fresh_id());
         match &decision.id {
             // Set even when kept: a repeated header collapses to the one validated value.
-            Some(id) => {
-                let _ = hostcall::replace_request_header(header, id.as_bytes());
-            }
+            Some(id) => envoy::replace_request_header(header, id.as_bytes()),
             // Not trusted and nothing to put in its place: it does not travel on.
-            None if incoming.is_some() => {
-                let _ = hostcall::remove_request_header(header);
-            }
+            None if incoming.is_some() => envoy::remove_request_header(header),
             None => {}
         }
         for (name, value) in &config.upstream_headers.0 {
-            let _ = hostcall::replace_request_header(name, value.as_bytes());
+            envoy::replace_request_header(name, value.as_bytes());
         }
         if config.correlation.echo_in_response {
-            self.request_id = hostcall::request_header("x-request-id");
+            self.request_id = envoy::request_header("x-request-id");
         }
         if config.body.is_some() {
             self.request_body = engine.body_capture(
-                hostcall::request_header("content-type").as_deref(),
-                hostcall::request_header("content-encoding").as_deref(),
+                envoy::request_header("content-type").as_deref(),
+                envoy::request_header("content-encoding").as_deref(),
             );
         }
         self.correlation = Some(decision);
         Action::Continue
     }
 
-    fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         capture_chunk(
             &mut self.request_body,
             body_size,
             end_of_stream,
-            hostcall::request_body,
+            envoy::request_body,
         );
         Action::Continue
     }
 
-    fn on_response_headers(&mut self, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(engine) = self.engine.clone() else {
             return Action::Continue;
         };
         let config = engine.config();
         if config.correlation.echo_in_response {
             if let Some(id) = self.correlation.as_ref().and_then(|d| d.id.as_ref()) {
-                let _ =
-                    hostcall::replace_response_header(&config.correlation.header, id.as_bytes());
+                envoy::replace_response_header(&config.correlation.header, id.as_bytes());
             }
             if let Some(request_id) = &self.request_id {
-                let _ = hostcall::replace_response_header("x-request-id", request_id);
+                envoy::replace_response_header("x-request-id", request_id);
             }
         }
         if config.body.is_some() {
             self.response_body = engine.body_capture(
-                hostcall::response_header("content-type").as_deref(),
-                hostcall::response_header("content-encoding").as_deref(),
+                envoy::response_header("content-type").as_deref(),
+                envoy::response_header("content-encoding").as_deref(),
             );
         }
         Action::Continue
     }
 
-    fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         capture_chunk(
             &mut self.response_body,
             body_size,
             end_of_stream,
-            hostcall::response_body,
+            envoy::response_body,
         );
         Action::Continue
     }
@@ -209,36 +196,36 @@ impl Stream for LogStream {
             id: None,
             action: CorrelationAction::Absent,
         });
-        let breaker = hostcall::property(&[BREAKER_DECISION]).map(|decision| BreakerView {
+        let breaker = envoy::property(&[breaker::DECISION]).map(|decision| BreakerView {
             decision,
-            name: hostcall::property(&[BREAKER_NAME]).unwrap_or_default(),
-            state: hostcall::property(&[BREAKER_STATE]).unwrap_or_default(),
+            name: envoy::property(&[breaker::NAME]).unwrap_or_default(),
+            state: envoy::property(&[breaker::STATE]).unwrap_or_default(),
         });
-        let fallback = hostcall::property(&[FALLBACK_SERVED]).map(|served| FallbackView {
+        let fallback = envoy::property(&[fallback::SERVED]).map(|served| FallbackView {
             served,
-            rule: hostcall::property(&[FALLBACK_RULE]).unwrap_or_default(),
-            trigger: hostcall::property(&[FALLBACK_TRIGGER]).unwrap_or_default(),
+            rule: envoy::property(&[fallback::RULE]).unwrap_or_default(),
+            trigger: envoy::property(&[fallback::TRIGGER]).unwrap_or_default(),
         });
         let exchange = Exchange {
             start_unix_nanos: property_u64(&["request", "time"]),
-            request_headers: hostcall::request_headers(),
+            // In `on_log` a map that is gone (the client left) is empty, never an error.
+            request_headers: shim::header_map_pairs(MapType::HttpRequestHeaders),
             response_headers: if engine.config().response_headers.is_empty() {
                 Vec::new()
             } else {
-                hostcall::response_headers()
+                shim::header_map_pairs(MapType::HttpResponseHeaders)
             },
-            protocol: hostcall::property(&["request", "protocol"]),
+            protocol: envoy::property(&["request", "protocol"]),
             status: property_u64(&["response", "code"]).and_then(|c| u32::try_from(c).ok()),
-            response_flags: hostcall::property(&["response", "flags"])
-                .map_or(0, |b| decode_flags(&b)),
-            code_details: hostcall::property(&["response", "code_details"]),
+            response_flags: envoy::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b)),
+            code_details: envoy::property(&["response", "code_details"]),
             duration_nanos: property_u64(&["request", "duration"]),
             request_body_bytes: property_u64(&["request", "size"]),
             response_body_bytes: property_u64(&["response", "size"]),
-            upstream_address: hostcall::property(&["upstream", "address"]),
-            cluster: hostcall::property(&["xds", "cluster_name"]),
-            route: hostcall::property(&["xds", "route_name"]),
-            source_address: hostcall::property(&["source", "address"]),
+            upstream_address: envoy::property(&["upstream", "address"]),
+            cluster: envoy::property(&["xds", "cluster_name"]),
+            route: envoy::property(&["xds", "route_name"]),
+            source_address: envoy::property(&["source", "address"]),
             breaker,
             fallback,
             request_body: self.request_body.take(),
@@ -247,15 +234,15 @@ impl Stream for LogStream {
         let Some(record) = engine.finish(&Envoy, &exchange, &correlation) else {
             return;
         };
-        set_filter_state(FS_RECORD, record.to_json().as_bytes());
+        envoy::set_filter_state(keys::RECORD, record.to_json().as_bytes());
         if engine.config().separate_fields {
             let mut key = String::with_capacity(64);
             for (field, value) in &record.fields {
                 if let Some(text) = value.plain() {
                     key.clear();
-                    key.push_str(FS_FIELD_PREFIX);
+                    key.push_str(keys::FIELD_PREFIX);
                     key.push_str(field);
-                    set_filter_state(&key, text.as_bytes());
+                    envoy::set_filter_state(&key, text.as_bytes());
                 }
             }
         }

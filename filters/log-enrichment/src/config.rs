@@ -1,22 +1,52 @@
-//! The log-enrichment filter's JSON configuration, read field by field with defaults and
-//! validated into the checked form the engine runs on. Every error names its field.
+//! The log-enrichment filter's JSON configuration: the raw serde types (what a user writes, and
+//! the source of the JSON Schema), then checked into the [`LogConfig`] the engine runs on. Every
+//! error names its field.
 
 use crate::detect::{Detector, ALL};
-use breakwater_common::config::{parse_document, ConfigError, Field, FieldPath, Obj};
-use breakwater_common::duration;
-use breakwater_common::headers::{is_token_byte, HeaderList};
+use breakwater_common::config::{self, Bounded, ConfigError, FieldPath};
+#[cfg(feature = "schema")]
+use breakwater_common::duration::Millis;
+use breakwater_common::duration::PositiveDuration;
+use breakwater_common::headers::{is_token_byte, ConfiguredHeaders, HeaderList, Reserved};
 use breakwater_common::status::{StatusSet, StatusSpec};
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
 
 /// Bounds documented in the README.
 pub const MAX_LOGGED_HEADERS: usize = 32;
 /// Values logged per repeated header; further values are not logged.
 pub const MAX_VALUES_PER_HEADER: usize = 8;
 pub const DEFAULT_MAX_VALUE_BYTES: u32 = 1024;
+pub const MIN_VALUE_BYTES: u32 = 16;
 pub const MAX_VALUE_BYTES: u32 = 16 * 1024;
 pub const MAX_BODY_BYTES: u32 = 64 * 1024;
 pub const MAX_QUERY_PARAMS: usize = 64;
 pub const MIN_HMAC_KEY_BYTES: usize = 16;
 pub const MAX_CORRELATION_ID_BYTES: usize = 128;
+// The longest `service` label, header name, query parameter name and media type, in bytes.
+pub const MAX_LABEL_BYTES: usize = 128;
+pub const MAX_HEADER_NAME_BYTES: usize = 128;
+pub const MAX_QUERY_PARAM_BYTES: usize = 128;
+pub const MAX_MEDIA_TYPE_BYTES: usize = 128;
+/// `body.content_types` lists 1 to this many media types.
+pub const MAX_CONTENT_TYPES: usize = 16;
+
+/// Defaults, documented in the README and in the schema.
+pub const DEFAULT_CORRELATION_HEADER: &str = "x-correlation-id";
+pub const DEFAULT_GENERATE: bool = true;
+pub const DEFAULT_TRUST_INCOMING: bool = true;
+pub const DEFAULT_ECHO_IN_RESPONSE: bool = false;
+pub const DEFAULT_WORKLOAD_METADATA: bool = true;
+pub const DEFAULT_SEPARATE_FIELDS: bool = false;
+pub const DEFAULT_SAMPLING_RATE: f64 = 1.0;
+pub const DEFAULT_SLOW_MS: u64 = 1000;
+/// The classes sampling keeps when `sampling.always_keep` is not given.
+pub const DEFAULT_ALWAYS_KEEP: [&str; 4] = ["5xx", "fallback", "breaker_rejected", "slow"];
+pub const DEFAULT_BODY_MAX_BYTES: u32 = 1024;
+pub const DEFAULT_CONTENT_TYPES: [&str; 1] = ["application/json"];
 
 /// Headers that carry credentials or session state: never logged, and config that lists them
 /// is refused (a silent skip would hide a mistake).
@@ -46,6 +76,705 @@ pub const DEFAULT_QUERY_PARAMS: [&str; 13] = [
     "x-goog-signature",
 ];
 
+/// The named classes of `sampling.always_keep` (besides statuses).
+const KEEP_CLASS_NAMES: [&str; 4] = ["fallback", "breaker_rejected", "slow", "response_flags"];
+
+/// Headers of the upstream request that Envoy manages itself.
+#[derive(Debug)]
+pub struct EnvoyManaged;
+
+impl Reserved for EnvoyManaged {
+    const NAMES: &'static [&'static str] =
+        &["host", "content-length", "transfer-encoding", "connection"];
+    const REASON: &'static str = "this header is managed by Envoy";
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a user writes. Every optional key is an `Option`: a JSON `null` means the key is absent.
+
+/// Enriched, redacted access-log records for Envoy (proxy-wasm): the `configuration` of the
+/// Wasm filter or the `pluginConfig` of an Istio WasmPlugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(title = "breakwater log-enrichment configuration")
+)]
+pub struct RawConfig {
+    /// Who is logging, written into every record.
+    pub service: Option<RawService>,
+    /// The correlation-id header.
+    pub correlation: Option<RawCorrelation>,
+    /// Log Istio's workload metadata from the node.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_WORKLOAD_METADATA)))]
+    pub workload_metadata: Option<bool>,
+    /// The only request headers logged; credential headers are refused.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+    pub request_headers: Option<LoggedHeaders>,
+    /// The only response headers logged; credential headers are refused.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+    pub response_headers: Option<LoggedHeaders>,
+    /// What is redacted from logged values, and how.
+    pub redact: Option<RawRedact>,
+    /// Which requests are logged.
+    pub sampling: Option<RawSampling>,
+    /// Headers set on the upstream request (not host, content-length, transfer-encoding,
+    /// connection or the correlation header).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = {})))]
+    pub upstream_headers: Option<ConfiguredHeaders<EnvoyManaged>>,
+    /// Log the first bytes of request and response bodies (redacted); absent: no bodies.
+    pub body: Option<RawBody>,
+    /// Also write every scalar field as its own filter-state key (about 40 more host calls per
+    /// request).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_SEPARATE_FIELDS)))]
+    pub separate_fields: Option<bool>,
+}
+
+/// Who is logging, written into every record.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "service"))]
+pub struct RawService {
+    /// Logged as service.name (1 to 128 printable characters).
+    pub name: Option<Label>,
+    /// Logged as service.version (1 to 128 printable characters).
+    pub version: Option<Label>,
+    /// Logged as deployment.environment.name (1 to 128 printable characters).
+    pub environment: Option<Label>,
+    /// Logged as cloud.region (1 to 128 printable characters).
+    pub region: Option<Label>,
+}
+
+/// The correlation-id header.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "correlation")
+)]
+pub struct RawCorrelation {
+    /// The correlation-id header (not a credential header).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_CORRELATION_HEADER)))]
+    pub header: Option<CorrelationHeader>,
+    /// Make a fresh id when the request has none.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_GENERATE)))]
+    pub generate: Option<bool>,
+    /// Keep a valid incoming id; false: replace it (or remove it, with generate off).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_TRUST_INCOMING)))]
+    pub trust_incoming: Option<bool>,
+    /// Also send the correlation id and x-request-id back in the response.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_ECHO_IN_RESPONSE)))]
+    pub echo_in_response: Option<bool>,
+}
+
+/// What is redacted from logged values, and how.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "redact", transform = redact_schema))]
+pub struct RawRedact {
+    /// The detectors that run.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("default" = ALL.iter().map(|d| d.name()).collect::<Vec<_>>()))
+    )]
+    pub detectors: Option<Detectors>,
+    /// Query and form parameters whose values are always redacted, matched
+    /// case-insensitively.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_QUERY_PARAMS)))]
+    pub query_params: Option<QueryParams>,
+    /// mask: [REDACTED:email]; hash: a keyed pseudonym [REDACTED:email:1f0c...] (needs
+    /// hmac_key).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = RedactMode::default().as_str())))]
+    pub mode: Option<RedactMode>,
+    /// The HMAC-SHA-256 key for hash mode, at least 16 bytes.
+    pub hmac_key: Option<HmacKey>,
+    /// Longest logged path, query or header value, after redaction.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MAX_VALUE_BYTES)))]
+    pub max_value_bytes: Option<Bounded<MIN_VALUE_BYTES, MAX_VALUE_BYTES>>,
+}
+
+/// How detected values are redacted (`redact.mode`).
+// Read by hand rather than derived: a derived enum would also take `{"mask": null}` for
+// `"mask"`, and could not say "expected mask or hash".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "redact_mode", rename_all = "snake_case")
+)]
+pub enum RedactMode {
+    /// Detected values become [REDACTED:<kind>].
+    #[default]
+    Mask,
+    /// Detected values become keyed HMAC-SHA-256 pseudonyms [REDACTED:<kind>:<hash>]; needs
+    /// hmac_key.
+    Hash,
+}
+
+impl RedactMode {
+    pub const ALL: [RedactMode; 2] = [RedactMode::Mask, RedactMode::Hash];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedactMode::Mask => "mask",
+            RedactMode::Hash => "hash",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RedactMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        RedactMode::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+            .ok_or_else(|| {
+                de::Error::custom(format!("\"{text}\" is not a mode (expected mask or hash)"))
+            })
+    }
+}
+
+/// Which requests are logged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "sampling"))]
+pub struct RawSampling {
+    /// The fraction of requests logged.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_SAMPLING_RATE)))]
+    pub rate: Option<Fraction>,
+    /// Never dropped: statuses ("5xx", "429", "500-504"), fallback, breaker_rejected, slow,
+    /// response_flags.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_ALWAYS_KEEP)))]
+    pub always_keep: Option<KeepClasses>,
+    /// What slow means for always_keep.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = Millis(DEFAULT_SLOW_MS).to_string())))]
+    pub slow: Option<PositiveDuration>,
+}
+
+/// Log the first bytes of request and response bodies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "body"))]
+pub struct RawBody {
+    /// Bytes logged of each body.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_BODY_MAX_BYTES)))]
+    pub max_bytes: Option<Bounded<1, MAX_BODY_BYTES>>,
+    /// Only bodies of these media types, and not compressed ones.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_CONTENT_TYPES)))]
+    pub content_types: Option<ContentTypes>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaf values, checked while they are read.
+
+/// A printable value of 1 to 128 bytes, logged as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label(pub String);
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() || text.len() > MAX_LABEL_BYTES {
+            return Err(de::Error::custom(format!(
+                "must be 1 to {MAX_LABEL_BYTES} characters long"
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(de::Error::custom("must not contain control characters"));
+        }
+        Ok(Label(text))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Label {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "label".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": format!("1 to {MAX_LABEL_BYTES} printable characters."),
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_LABEL_BYTES,
+            // `char::is_control`: the C0 and C1 controls.
+            "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        })
+    }
+}
+
+/// A header name: an HTTP token of 1 to 128 characters (no pseudo-header), lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeaderName(String);
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_BYTES || !name.bytes().all(is_token_byte)
+        {
+            return Err(de::Error::custom(format!(
+                "\"{name}\" is not a header name (an HTTP token of 1 to {MAX_HEADER_NAME_BYTES} characters; pseudo-headers are not allowed)"
+            )));
+        }
+        Ok(HeaderName(name.to_ascii_lowercase()))
+    }
+}
+
+/// The schema of a header name that may not be a credential header.
+#[cfg(feature = "schema")]
+fn loggable_header_name() -> serde_json::Value {
+    use breakwater_common::schema::{caseless, HEADER_NAME};
+    serde_json::json!({
+        "type": "string",
+        "maxLength": MAX_HEADER_NAME_BYTES,
+        "pattern": HEADER_NAME,
+        "not": { "pattern": caseless(&NEVER_LOGGED) },
+    })
+}
+
+/// `correlation.header`: a header name (lower-cased) that carries no credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelationHeader(pub String);
+
+impl<'de> Deserialize<'de> for CorrelationHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let HeaderName(name) = HeaderName::deserialize(deserializer)?;
+        if NEVER_LOGGED.contains(&name.as_str()) {
+            return Err(de::Error::custom(format!(
+                "\"{name}\" carries credentials; choose another header"
+            )));
+        }
+        Ok(CorrelationHeader(name))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for CorrelationHeader {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "correlation_header".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        breakwater_common::schema::to_schema(loggable_header_name())
+    }
+}
+
+/// `request_headers` / `response_headers`: at most 32 header names (lower-cased), each listed
+/// once and none a credential header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoggedHeaders(pub Vec<String>);
+
+/// One element of [`LoggedHeaders`], checked against the elements before it so that an error
+/// names its index.
+struct LoggedHeader<'a> {
+    before: &'a [String],
+}
+
+impl<'de> DeserializeSeed<'de> for LoggedHeader<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        let HeaderName(name) = HeaderName::deserialize(deserializer)?;
+        if NEVER_LOGGED.contains(&name.as_str()) {
+            return Err(de::Error::custom(format!(
+                "\"{name}\" carries credentials and is never logged; remove it from the list"
+            )));
+        }
+        if self.before.contains(&name) {
+            return Err(de::Error::custom(format!("\"{name}\" is listed twice")));
+        }
+        Ok(name)
+    }
+}
+
+impl<'de> Deserialize<'de> for LoggedHeaders {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = LoggedHeaders;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of header names")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LoggedHeaders, A::Error> {
+                let names = read_at_most(
+                    seq,
+                    MAX_LOGGED_HEADERS,
+                    || format!("at most {MAX_LOGGED_HEADERS} headers"),
+                    |seq, before| seq.next_element_seed(LoggedHeader { before }),
+                )?;
+                Ok(LoggedHeaders(names))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for LoggedHeaders {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "logged_headers".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "maxItems": MAX_LOGGED_HEADERS,
+            // Case-sensitive, where the parser is not: "a" and "A" pass here.
+            "uniqueItems": true,
+            "items": loggable_header_name(),
+        })
+    }
+}
+
+/// Reads the elements of a configured array with `next` (which is given the elements before
+/// the one it reads), and refuses more than `max` of them at the array, without reading the
+/// extra ones.
+fn read_at_most<'de, A: SeqAccess<'de>, T>(
+    mut seq: A,
+    max: usize,
+    too_many: impl FnOnce() -> String,
+    mut next: impl FnMut(&mut A, &[T]) -> Result<Option<T>, A::Error>,
+) -> Result<Vec<T>, A::Error> {
+    let mut out = Vec::new();
+    loop {
+        if out.len() >= max {
+            return match seq.next_element::<IgnoredAny>()? {
+                Some(_) => Err(de::Error::custom(too_many())),
+                None => Ok(out),
+            };
+        }
+        match next(&mut seq, &out)? {
+            Some(item) => out.push(item),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// `redact.detectors`: detector names, in order, each once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detectors(pub Vec<Detector>);
+
+/// One detector by name.
+struct DetectorName(Detector);
+
+impl<'de> Deserialize<'de> for DetectorName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Detector::from_name(&name).map(DetectorName).ok_or_else(|| {
+            let known: Vec<&str> = ALL.iter().map(|d| d.name()).collect();
+            de::Error::custom(format!(
+                "unknown detector \"{name}\" (known: {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Detectors {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let names = Vec::<DetectorName>::deserialize(deserializer)?;
+        let mut out: Vec<Detector> = Vec::with_capacity(names.len());
+        for DetectorName(detector) in names {
+            if !out.contains(&detector) {
+                out.push(detector);
+            }
+        }
+        Ok(Detectors(out))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Detectors {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "detectors".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = ALL.iter().map(|d| d.name()).collect();
+        schemars::json_schema!({
+            "type": "array",
+            "items": { "type": "string", "enum": names },
+        })
+    }
+}
+
+/// `redact.query_params`: at most 64 parameter names of 1 to 128 bytes, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryParams(pub Vec<String>);
+
+/// One query parameter name.
+struct QueryParam(String);
+
+impl<'de> Deserialize<'de> for QueryParam {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if name.is_empty() || name.len() > MAX_QUERY_PARAM_BYTES {
+            return Err(de::Error::custom(format!(
+                "must be 1 to {MAX_QUERY_PARAM_BYTES} characters long"
+            )));
+        }
+        Ok(QueryParam(name.to_ascii_lowercase()))
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryParams {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = QueryParams;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of parameter names")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<QueryParams, A::Error> {
+                let names = read_at_most(
+                    seq,
+                    MAX_QUERY_PARAMS,
+                    || format!("at most {MAX_QUERY_PARAMS} parameters"),
+                    |seq, _| seq.next_element::<QueryParam>(),
+                )?;
+                Ok(QueryParams(names.into_iter().map(|p| p.0).collect()))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for QueryParams {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "query_params".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "maxItems": MAX_QUERY_PARAMS,
+            "items": { "type": "string", "minLength": 1, "maxLength": MAX_QUERY_PARAM_BYTES },
+        })
+    }
+}
+
+/// `redact.hmac_key`: at least 16 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HmacKey(pub Vec<u8>);
+
+/// The key stays out of logs and panic messages.
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HmacKey({} bytes)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for HmacKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        if key.len() < MIN_HMAC_KEY_BYTES {
+            return Err(de::Error::custom(format!(
+                "must be at least {MIN_HMAC_KEY_BYTES} bytes (a short key makes 11-digit ids guessable)"
+            )));
+        }
+        Ok(HmacKey(key.into_bytes()))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for HmacKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "hmac_key".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // JSON Schema counts characters, not UTF-8 bytes: 16 ASCII characters, or 4 characters
+        // if one is not ASCII (each then takes up to 4 bytes).
+        schemars::json_schema!({
+            "type": "string",
+            "anyOf": [
+                { "minLength": MIN_HMAC_KEY_BYTES },
+                { "minLength": MIN_HMAC_KEY_BYTES / 4, "pattern": "[^\\u0000-\\u007F]" },
+            ],
+        })
+    }
+}
+
+/// `hash` mode needs an `hmac_key`.
+#[cfg(feature = "schema")]
+fn redact_schema(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, given};
+    add_rule(
+        schema,
+        serde_json::json!({
+            "if": { "required": ["mode"], "properties": { "mode": { "const": "hash" } } },
+            "then": given(&["hmac_key"]),
+        }),
+    );
+}
+
+/// `sampling.rate`: a number from 0.0 to 1.0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fraction(pub f64);
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if (0.0..=1.0).contains(&value) {
+            Ok(Fraction(value))
+        } else {
+            Err(de::Error::custom(format!(
+                "must be from 0.0 to 1.0 (the fraction of requests logged), not {value}"
+            )))
+        }
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Fraction {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "fraction".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A number from 0.0 to 1.0.",
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+        })
+    }
+}
+
+/// One element of `sampling.always_keep`.
+enum KeepItem {
+    Status(StatusSpec),
+    Fallback,
+    BreakerRejected,
+    Slow,
+    ResponseFlags,
+}
+
+impl KeepItem {
+    fn parse(name: &str) -> Result<KeepItem, String> {
+        Ok(match name {
+            "fallback" => KeepItem::Fallback,
+            "breaker_rejected" => KeepItem::BreakerRejected,
+            "slow" => KeepItem::Slow,
+            "response_flags" => KeepItem::ResponseFlags,
+            other => KeepItem::Status(
+                StatusSpec::parse(other)
+                    .map_err(|e| format!("{e}; or one of {}", KEEP_CLASS_NAMES.join(", ")))?,
+            ),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for KeepItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        KeepItem::parse(&name).map_err(de::Error::custom)
+    }
+}
+
+impl KeepClasses {
+    fn from_items(items: impl IntoIterator<Item = KeepItem>) -> KeepClasses {
+        let mut keep = KeepClasses::default();
+        let mut specs = Vec::new();
+        for item in items {
+            match item {
+                KeepItem::Status(spec) => specs.push(spec),
+                KeepItem::Fallback => keep.fallback = true,
+                KeepItem::BreakerRejected => keep.breaker_rejected = true,
+                KeepItem::Slow => keep.slow = true,
+                KeepItem::ResponseFlags => keep.response_flags = true,
+            }
+        }
+        keep.statuses = StatusSet::from_specs(&specs);
+        keep
+    }
+}
+
+/// A configured `always_keep` list; an element that is wrong is named by its index.
+impl<'de> Deserialize<'de> for KeepClasses {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<KeepItem>::deserialize(deserializer)?;
+        Ok(KeepClasses::from_items(items))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for KeepClasses {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "always_keep".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let status = breakwater_common::schema::status_item(
+            |_| true,
+            "A status code (\"503\"), class (\"5xx\", \"50x\") or range (\"500-504\") of codes 100 to 599.",
+        );
+        schemars::json_schema!({
+            "type": "array",
+            "items": {
+                "type": "string",
+                "anyOf": [ { "enum": KEEP_CLASS_NAMES }, status ],
+            },
+        })
+    }
+}
+
+/// `body.content_types`: 1 to 16 media types (`application/json`), lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentTypes(pub Vec<String>);
+
+/// One media type, without parameters.
+struct MediaType(String);
+
+impl<'de> Deserialize<'de> for MediaType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if !text.contains('/') || text.contains(';') || text.len() > MAX_MEDIA_TYPE_BYTES {
+            return Err(de::Error::custom(format!(
+                "\"{text}\" is not a media type like application/json"
+            )));
+        }
+        Ok(MediaType(text.trim().to_ascii_lowercase()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentTypes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = ContentTypes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of media types")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ContentTypes, A::Error> {
+                let message = || format!("must list 1 to {MAX_CONTENT_TYPES} media types");
+                let types = read_at_most(seq, MAX_CONTENT_TYPES, message, |seq, _| {
+                    seq.next_element::<MediaType>()
+                })?;
+                if types.is_empty() {
+                    return Err(de::Error::custom(message()));
+                }
+                Ok(ContentTypes(types.into_iter().map(|t| t.0).collect()))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for ContentTypes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "content_types".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_CONTENT_TYPES,
+            "items": { "type": "string", "maxLength": MAX_MEDIA_TYPE_BYTES, "pattern": "^[^;]*/[^;]*$" },
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked configuration.
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Service {
     pub name: Option<String>,
@@ -66,10 +795,10 @@ pub struct Correlation {
 impl Default for Correlation {
     fn default() -> Self {
         Correlation {
-            header: "x-correlation-id".to_string(),
-            generate: true,
-            trust_incoming: true,
-            echo_in_response: false,
+            header: DEFAULT_CORRELATION_HEADER.to_string(),
+            generate: DEFAULT_GENERATE,
+            trust_incoming: DEFAULT_TRUST_INCOMING,
+            echo_in_response: DEFAULT_ECHO_IN_RESPONSE,
         }
     }
 }
@@ -125,18 +854,14 @@ pub struct Sampling {
 impl Default for Sampling {
     fn default() -> Self {
         Sampling {
-            rate: 1.0,
-            always_keep: KeepClasses {
-                statuses: StatusSet::from_specs(&[StatusSpec {
-                    low: 500,
-                    high: 599,
-                }]),
-                fallback: true,
-                breaker_rejected: true,
-                slow: true,
-                response_flags: false,
-            },
-            slow_ms: 1000,
+            rate: DEFAULT_SAMPLING_RATE,
+            // Every default name is valid (a test says so).
+            always_keep: KeepClasses::from_items(
+                DEFAULT_ALWAYS_KEEP
+                    .iter()
+                    .filter_map(|name| KeepItem::parse(name).ok()),
+            ),
+            slow_ms: DEFAULT_SLOW_MS,
         }
     }
 }
@@ -169,301 +894,104 @@ impl Default for LogConfig {
         LogConfig {
             service: Service::default(),
             correlation: Correlation::default(),
-            workload_metadata: true,
+            workload_metadata: DEFAULT_WORKLOAD_METADATA,
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             redact: Redaction::default(),
             sampling: Sampling::default(),
             upstream_headers: HeaderList::default(),
             body: None,
-            separate_fields: false,
+            separate_fields: DEFAULT_SEPARATE_FIELDS,
         }
     }
 }
 
 impl LogConfig {
     pub fn parse(bytes: &[u8]) -> Result<LogConfig, ConfigError> {
-        let doc = parse_document(bytes)?;
-        let mut root = Obj::root(&doc)?;
-        let mut config = LogConfig::default();
-        if let Some(obj) = root.object("service")? {
-            config.service = service(obj)?;
-        }
-        if let Some(obj) = root.object("correlation")? {
-            config.correlation = correlation(obj)?;
-        }
-        if let Some(on) = root.opt("workload_metadata", |f| f.bool())? {
-            config.workload_metadata = on;
-        }
-        if let Some(list) = root.opt("request_headers", header_names)? {
-            config.request_headers = list;
-        }
-        if let Some(list) = root.opt("response_headers", header_names)? {
-            config.response_headers = list;
-        }
-        if let Some(obj) = root.object("redact")? {
-            config.redact = redaction(obj)?;
-        }
-        if let Some(obj) = root.object("sampling")? {
-            config.sampling = sampling(obj)?;
-        }
-        if let Some(headers) = root.opt("upstream_headers", HeaderList::field)? {
-            config.upstream_headers =
-                upstream_headers(headers, &root.key_path("upstream_headers"))?;
-        }
-        if let Some(obj) = root.object("body")? {
-            config.body = Some(body(obj)?);
-        }
-        if let Some(on) = root.opt("separate_fields", |f| f.bool())? {
-            config.separate_fields = on;
-        }
-        root.finish()?;
-        let header = &config.correlation.header;
-        if NEVER_LOGGED.contains(&header.as_str()) {
-            return Err(ConfigError::new(
-                "correlation.header",
-                format!("\"{header}\" carries credentials; choose another header"),
-            ));
-        }
-        if config.upstream_headers.contains(header) {
+        LogConfig::check(config::parse(bytes)?)
+    }
+
+    /// The checks across fields, on a configuration serde has read.
+    pub fn check(raw: RawConfig) -> Result<LogConfig, ConfigError> {
+        let correlation = raw
+            .correlation
+            .map_or_else(Correlation::default, |c| Correlation {
+                header: c
+                    .header
+                    .map_or_else(|| DEFAULT_CORRELATION_HEADER.to_string(), |h| h.0),
+                generate: c.generate.unwrap_or(DEFAULT_GENERATE),
+                trust_incoming: c.trust_incoming.unwrap_or(DEFAULT_TRUST_INCOMING),
+                echo_in_response: c.echo_in_response.unwrap_or(DEFAULT_ECHO_IN_RESPONSE),
+            });
+        let redact = match raw.redact {
+            None => Redaction::default(),
+            Some(r) => check_redaction(r, &FieldPath::root("redact"))?,
+        };
+        let upstream_headers = raw
+            .upstream_headers
+            .map(ConfiguredHeaders::into_list)
+            .unwrap_or_default();
+        if upstream_headers.contains(&correlation.header) {
             return Err(FieldPath::root("upstream_headers")
-                .key(header)
+                .key(&correlation.header)
                 .error("is the correlation header, which the filter sets itself"));
         }
-        Ok(config)
+        Ok(LogConfig {
+            service: raw.service.map_or_else(Service::default, |s| Service {
+                name: s.name.map(|l| l.0),
+                version: s.version.map(|l| l.0),
+                environment: s.environment.map(|l| l.0),
+                region: s.region.map(|l| l.0),
+            }),
+            correlation,
+            workload_metadata: raw.workload_metadata.unwrap_or(DEFAULT_WORKLOAD_METADATA),
+            request_headers: raw.request_headers.unwrap_or_default().0,
+            response_headers: raw.response_headers.unwrap_or_default().0,
+            redact,
+            sampling: raw.sampling.map_or_else(Sampling::default, |s| Sampling {
+                rate: s.rate.map_or(DEFAULT_SAMPLING_RATE, |r| r.0),
+                always_keep: s
+                    .always_keep
+                    .unwrap_or_else(|| Sampling::default().always_keep),
+                slow_ms: s.slow.map_or(DEFAULT_SLOW_MS, |d| d.ms()),
+            }),
+            upstream_headers,
+            body: raw.body.map(|b| Body {
+                max_bytes: b.max_bytes.map_or(DEFAULT_BODY_MAX_BYTES, Bounded::get) as usize,
+                content_types: b.content_types.map_or_else(
+                    || {
+                        DEFAULT_CONTENT_TYPES
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect()
+                    },
+                    |t| t.0,
+                ),
+            }),
+            separate_fields: raw.separate_fields.unwrap_or(DEFAULT_SEPARATE_FIELDS),
+        })
     }
 }
 
-/// A printable value of at most 128 bytes, logged as given.
-fn label(f: Field<'_>) -> Result<String, ConfigError> {
-    let text = f.str()?;
-    if text.is_empty() || text.len() > 128 {
-        return Err(f.error("must be 1 to 128 characters long"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(f.error("must not contain control characters"));
-    }
-    Ok(text.to_string())
-}
-
-fn service(mut obj: Obj<'_>) -> Result<Service, ConfigError> {
-    let service = Service {
-        name: obj.opt("name", label)?,
-        version: obj.opt("version", label)?,
-        environment: obj.opt("environment", label)?,
-        region: obj.opt("region", label)?,
+fn check_redaction(raw: RawRedact, path: &FieldPath) -> Result<Redaction, ConfigError> {
+    let defaults = Redaction::default();
+    let mode = match (raw.mode.unwrap_or_default(), raw.hmac_key) {
+        (RedactMode::Hash, None) => {
+            return Err(path.key("mode").error(
+                "\"hash\" needs redact.hmac_key (without a key, hashed ids can be found by trying every id)",
+            ));
+        }
+        (RedactMode::Hash, Some(key)) => Mode::Hash { key: key.0 },
+        // A key without hash mode is harmless: masking stays on.
+        (RedactMode::Mask, _) => Mode::Mask,
     };
-    obj.finish()?;
-    Ok(service)
-}
-
-/// A header name: an HTTP token, lower-cased, not a pseudo-header.
-fn header_name(f: Field<'_>) -> Result<String, ConfigError> {
-    let name = f.str()?;
-    if name.is_empty() || name.len() > 128 || !name.bytes().all(is_token_byte) {
-        return Err(f.error(format!(
-            "\"{name}\" is not a header name (an HTTP token of 1 to 128 characters; pseudo-headers are not allowed)"
-        )));
-    }
-    Ok(name.to_ascii_lowercase())
-}
-
-fn header_names(f: Field<'_>) -> Result<Vec<String>, ConfigError> {
-    let items = f.array()?;
-    if items.len() > MAX_LOGGED_HEADERS {
-        return Err(f.error(format!("at most {MAX_LOGGED_HEADERS} headers")));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let field = Field::new(item, f.path().index(i));
-        let name = header_name(field.clone())?;
-        if NEVER_LOGGED.contains(&name.as_str()) {
-            return Err(field.error(format!(
-                "\"{name}\" carries credentials and is never logged; remove it from the list"
-            )));
-        }
-        if out.contains(&name) {
-            return Err(field.error(format!("\"{name}\" is listed twice")));
-        }
-        out.push(name);
-    }
-    Ok(out)
-}
-
-fn correlation(mut obj: Obj<'_>) -> Result<Correlation, ConfigError> {
-    let mut c = Correlation::default();
-    if let Some(name) = obj.opt("header", header_name)? {
-        c.header = name;
-    }
-    if let Some(v) = obj.opt("generate", |f| f.bool())? {
-        c.generate = v;
-    }
-    if let Some(v) = obj.opt("trust_incoming", |f| f.bool())? {
-        c.trust_incoming = v;
-    }
-    if let Some(v) = obj.opt("echo_in_response", |f| f.bool())? {
-        c.echo_in_response = v;
-    }
-    obj.finish()?;
-    Ok(c)
-}
-
-fn redaction(mut obj: Obj<'_>) -> Result<Redaction, ConfigError> {
-    let mut r = Redaction::default();
-    if let Some(list) = obj.opt("detectors", detectors)? {
-        r.detectors = list;
-    }
-    if let Some(list) = obj.opt("query_params", query_params)? {
-        r.query_params = list;
-    }
-    let mode = obj.opt("mode", |f| {
-        let mode = f.str()?;
-        match mode {
-            "mask" => Ok((false, f.path().clone())),
-            "hash" => Ok((true, f.path().clone())),
-            _ => Err(f.error(format!("\"{mode}\" is not a mode (expected mask or hash)"))),
-        }
-    })?;
-    let key = obj.opt("hmac_key", |f| {
-        let key = f.str()?;
-        if key.len() < MIN_HMAC_KEY_BYTES {
-            return Err(f.error(format!(
-                "must be at least {MIN_HMAC_KEY_BYTES} bytes (a short key makes 11-digit ids guessable)"
-            )));
-        }
-        Ok(key.as_bytes().to_vec())
-    })?;
-    r.mode = match (mode, key) {
-        (Some((true, path)), None) => {
-            return Err(path.error("\"hash\" needs redact.hmac_key (without a key, hashed ids can be found by trying every id)"));
-        }
-        (Some((true, _)), Some(key)) => Mode::Hash { key },
-        _ => Mode::Mask,
-    };
-    if let Some(n) = obj.opt("max_value_bytes", |f| f.u32_in(16, MAX_VALUE_BYTES))? {
-        r.max_value_bytes = n as usize;
-    }
-    obj.finish()?;
-    Ok(r)
-}
-
-fn detectors(f: Field<'_>) -> Result<Vec<Detector>, ConfigError> {
-    let mut out = Vec::new();
-    for (i, name) in f.strings()?.into_iter().enumerate() {
-        let detector = Detector::from_name(name).ok_or_else(|| {
-            let mut known = String::new();
-            for d in ALL {
-                known.push_str(if known.is_empty() { "" } else { ", " });
-                known.push_str(d.name());
-            }
-            f.path()
-                .index(i)
-                .error(format!("unknown detector \"{name}\" (known: {known})"))
-        })?;
-        if !out.contains(&detector) {
-            out.push(detector);
-        }
-    }
-    Ok(out)
-}
-
-fn query_params(f: Field<'_>) -> Result<Vec<String>, ConfigError> {
-    let names = f.strings()?;
-    if names.len() > MAX_QUERY_PARAMS {
-        return Err(f.error(format!("at most {MAX_QUERY_PARAMS} parameters")));
-    }
-    let mut out = Vec::with_capacity(names.len());
-    for (i, name) in names.into_iter().enumerate() {
-        if name.is_empty() || name.len() > 128 {
-            return Err(f.path().index(i).error("must be 1 to 128 characters long"));
-        }
-        out.push(name.to_ascii_lowercase());
-    }
-    Ok(out)
-}
-
-fn sampling(mut obj: Obj<'_>) -> Result<Sampling, ConfigError> {
-    let mut s = Sampling::default();
-    if let Some(rate) = obj.opt("rate", |f| {
-        let rate = f.f64()?;
-        if !(0.0..=1.0).contains(&rate) {
-            return Err(f.error("must be from 0.0 to 1.0"));
-        }
-        Ok(rate)
-    })? {
-        s.rate = rate;
-    }
-    if let Some(keep) = obj.opt("always_keep", keep_classes)? {
-        s.always_keep = keep;
-    }
-    if let Some(slow) = obj.opt("slow", duration::positive)? {
-        s.slow_ms = slow.as_u64();
-    }
-    obj.finish()?;
-    Ok(s)
-}
-
-fn keep_classes(f: Field<'_>) -> Result<KeepClasses, ConfigError> {
-    let mut keep = KeepClasses::default();
-    let mut specs = Vec::new();
-    for (i, name) in f.strings()?.into_iter().enumerate() {
-        match name {
-            "fallback" => keep.fallback = true,
-            "breaker_rejected" => keep.breaker_rejected = true,
-            "slow" => keep.slow = true,
-            "response_flags" => keep.response_flags = true,
-            other => specs.push(StatusSpec::parse(other).map_err(|e| {
-                f.path().index(i).error(format!(
-                    "{e}; or one of fallback, breaker_rejected, slow, response_flags"
-                ))
-            })?),
-        }
-    }
-    keep.statuses = StatusSet::from_specs(&specs);
-    Ok(keep)
-}
-
-/// Headers added to the upstream request: not pseudo-headers, not `host`, and not the
-/// correlation header (the filter owns that one).
-fn upstream_headers(headers: HeaderList, path: &FieldPath) -> Result<HeaderList, ConfigError> {
-    for (name, _) in &headers.0 {
-        if matches!(
-            name.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection"
-        ) {
-            return Err(path.key(name).error("this header is managed by Envoy"));
-        }
-    }
-    Ok(headers)
-}
-
-fn body(mut obj: Obj<'_>) -> Result<Body, ConfigError> {
-    let max_bytes = obj
-        .opt("max_bytes", |f| f.u32_in(1, MAX_BODY_BYTES))?
-        .unwrap_or(1024) as usize;
-    let content_types = obj
-        .opt("content_types", |f| {
-            let list = f.strings()?;
-            if list.is_empty() || list.len() > 16 {
-                return Err(f.error("must list 1 to 16 media types"));
-            }
-            let mut out = Vec::with_capacity(list.len());
-            for (i, t) in list.into_iter().enumerate() {
-                if !t.bytes().any(|b| b == b'/') || t.bytes().any(|b| b == b';') || t.len() > 128 {
-                    return Err(f
-                        .path()
-                        .index(i)
-                        .error(format!("\"{t}\" is not a media type like application/json")));
-                }
-                out.push(t.trim().to_ascii_lowercase());
-            }
-            Ok(out)
-        })?
-        .unwrap_or_else(|| vec!["application/json".to_string()]);
-    obj.finish()?;
-    Ok(Body {
-        max_bytes,
-        content_types,
+    Ok(Redaction {
+        detectors: raw.detectors.map_or(defaults.detectors, |d| d.0),
+        query_params: raw.query_params.map_or(defaults.query_params, |q| q.0),
+        mode,
+        max_value_bytes: raw
+            .max_value_bytes
+            .map_or(defaults.max_value_bytes, |n| n.get() as usize),
     })
 }
 

@@ -170,6 +170,34 @@ fn refusals_name_the_field() {
         ),
         (r#"{"body": {"content_types": []}}"#, "body.content_types"),
         (r#"{"separate_fields": 1}"#, "separate_fields"),
+        (r#"{"service": {"name": 5}}"#, "service.name"),
+        (r#"{"service": []}"#, "service"),
+        (r#"{"redact": {"mode": 1}}"#, "redact.mode"),
+        (r#"{"redact": {"mode": {"mask": null}}}"#, "redact.mode"),
+        (r#"{"redact": {"detectors": "email"}}"#, "redact.detectors"),
+        (r#"{"redact": {"hmac_key": 16}}"#, "redact.hmac_key"),
+        (
+            r#"{"redact": {"max_value_bytes": 4.5}}"#,
+            "redact.max_value_bytes",
+        ),
+        (r#"{"sampling": {"rate": "1"}}"#, "sampling.rate"),
+        (r#"{"sampling": {"slow": "0s"}}"#, "sampling.slow"),
+        (
+            r#"{"sampling": {"always_keep": [503]}}"#,
+            "sampling.always_keep[0]",
+        ),
+        (
+            r#"{"upstream_headers": {"Content-Length": "1"}}"#,
+            "upstream_headers.Content-Length",
+        ),
+        (
+            r#"{"upstream_headers": {":authority": "x"}}"#,
+            "upstream_headers.:authority",
+        ),
+        (
+            r#"{"body": {"content_types": ["text/plain; charset=utf-8"]}}"#,
+            "body.content_types[0]",
+        ),
     ] {
         assert_eq!(refusal(json).0, field, "{json}");
     }
@@ -196,4 +224,455 @@ fn status_lists_and_classes_mix_in_always_keep() {
     );
     assert!(keep.response_flags && !keep.fallback && !keep.slow);
     assert_eq!(c.sampling.rate, 0.0);
+}
+
+/// The `log-` cases of tests/e2e/test_bad_config_catalogue.py: the field and the reason's
+/// fragment that the CLI run checks.
+#[test]
+fn the_bad_config_catalogue_holds() {
+    let headers: Vec<String> = (0..33).map(|i| format!(r#""x-h{i}""#)).collect();
+    let too_many_headers = format!(r#"{{"request_headers": [{}]}}"#, headers.join(","));
+    let params: Vec<String> = (0..65).map(|i| format!(r#""p{i}""#)).collect();
+    let too_many_params = format!(
+        r#"{{"redact": {{"query_params": [{}]}}}}"#,
+        params.join(",")
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        (r#"{"servce": {}}"#, "servce", "unknown field"),
+        (
+            r#"{"redact": {"mde": "mask"}}"#,
+            "redact.mde",
+            "unknown field",
+        ),
+        (
+            r#"{"service": {"name": "a", "team": "b"}}"#,
+            "service.team",
+            "unknown field",
+        ),
+        (
+            r#"{"request_headers": "user-agent"}"#,
+            "request_headers",
+            "",
+        ),
+        (
+            r#"{"correlation": {"generate": "yes"}}"#,
+            "correlation.generate",
+            "",
+        ),
+        (
+            r#"{"request_headers": ["user-agent", "Authorization"]}"#,
+            "request_headers[1]",
+            "carries credentials",
+        ),
+        (
+            r#"{"response_headers": ["set-cookie"]}"#,
+            "response_headers[0]",
+            "carries credentials",
+        ),
+        (
+            r#"{"correlation": {"header": "cookie"}}"#,
+            "correlation.header",
+            "credentials",
+        ),
+        (
+            r#"{"request_headers": ["a", "A"]}"#,
+            "request_headers[1]",
+            "listed twice",
+        ),
+        (
+            r#"{"redact": {"mode": "hash"}}"#,
+            "redact.mode",
+            "needs redact.hmac_key",
+        ),
+        (
+            r#"{"redact": {"mode": "hash", "hmac_key": "short"}}"#,
+            "redact.hmac_key",
+            "",
+        ),
+        (
+            r#"{"sampling": {"rate": 1.5}}"#,
+            "sampling.rate",
+            "from 0.0 to 1.0",
+        ),
+        (r#"{"sampling": {"rate": -0.1}}"#, "sampling.rate", ""),
+        (
+            r#"{"sampling": {"always_keep": ["5xx", "errors"]}}"#,
+            "sampling.always_keep[1]",
+            "",
+        ),
+        (r#"{"sampling": {"slow": "fast"}}"#, "sampling.slow", ""),
+        (
+            r#"{"redact": {"detectors": ["email", "ssn"]}}"#,
+            "redact.detectors[1]",
+            "no_national_id",
+        ),
+        (&too_many_headers, "request_headers", "at most 32"),
+        (&too_many_params, "redact.query_params", "at most 64"),
+        (
+            r#"{"upstream_headers": {"x-correlation-id": "fixed"}}"#,
+            "upstream_headers.x-correlation-id",
+            "",
+        ),
+        (r#"{"body": {"max_bytes": 1000000}}"#, "body.max_bytes", ""),
+        (
+            r#"{"redact": {"max_value_bytes": 4}}"#,
+            "redact.max_value_bytes",
+            "",
+        ),
+    ];
+    for (json, field, fragment) in cases {
+        let (got_field, reason) = refusal(json);
+        assert_eq!(&got_field, field, "{json}");
+        assert!(reason.contains(fragment), "{json}: {reason}");
+    }
+}
+
+#[test]
+fn errors_explain_themselves() {
+    for (json, message) in [
+        (
+            r#"{"redact": {"mde": "mask"}}"#,
+            "redact.mde: unknown field `mde`, expected one of `detectors`, `query_params`, `mode`, `hmac_key`, `max_value_bytes`",
+        ),
+        (
+            r#"{"correlation": {"header": "cookie"}}"#,
+            r#"correlation.header: "cookie" carries credentials; choose another header"#,
+        ),
+        (
+            r#"{"request_headers": ["a", "A"]}"#,
+            r#"request_headers[1]: "a" is listed twice"#,
+        ),
+        (
+            r#"{"request_headers": ["user-agent", "Authorization"]}"#,
+            r#"request_headers[1]: "authorization" carries credentials and is never logged; remove it from the list"#,
+        ),
+        (
+            r#"{"request_headers": "user-agent"}"#,
+            r#"request_headers: invalid type: string "user-agent", expected an array of header names"#,
+        ),
+        (
+            r#"{"redact": {"mode": "encrypt"}}"#,
+            r#"redact.mode: "encrypt" is not a mode (expected mask or hash)"#,
+        ),
+        (
+            r#"{"redact": {"mode": "hash"}}"#,
+            r#"redact.mode: "hash" needs redact.hmac_key (without a key, hashed ids can be found by trying every id)"#,
+        ),
+        (
+            r#"{"redact": {"max_value_bytes": 4}}"#,
+            "redact.max_value_bytes: 4 is outside 16 to 16384",
+        ),
+        (
+            r#"{"sampling": {"rate": 1.5}}"#,
+            "sampling.rate: must be from 0.0 to 1.0 (the fraction of requests logged), not 1.5",
+        ),
+        (
+            r#"{"sampling": {"always_keep": ["5xx", "errors"]}}"#,
+            r#"sampling.always_keep[1]: invalid status "errors": use a code (503), a class ("5xx") or a range ("500-504"); or one of fallback, breaker_rejected, slow, response_flags"#,
+        ),
+        (
+            r#"{"upstream_headers": {"Host": "x"}}"#,
+            "upstream_headers.Host: this header is managed by Envoy",
+        ),
+        (
+            r#"{"upstream_headers": {"x-correlation-id": "fixed"}}"#,
+            "upstream_headers.x-correlation-id: is the correlation header, which the filter sets itself",
+        ),
+        (
+            r#"{"body": {"max_bytes": 1000000}}"#,
+            "body.max_bytes: 1000000 is outside 1 to 65536",
+        ),
+        (
+            r#"{"body": {"content_types": []}}"#,
+            "body.content_types: must list 1 to 16 media types",
+        ),
+        (
+            r#"{"separate_fields": 1}"#,
+            "separate_fields: invalid type: integer `1`, expected a boolean",
+        ),
+    ] {
+        let err = LogConfig::parse(json.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), message, "{json}");
+    }
+}
+
+#[test]
+fn a_misspelled_key_is_reported_as_itself() {
+    for (json, field) in [
+        (r#"{"redact": {"mde": "mask"}}"#, "redact.mde"),
+        (r#"{"correlation": {"headr": "x-id"}}"#, "correlation.headr"),
+        (r#"{"sampling": {"rates": 0.5}}"#, "sampling.rates"),
+        (r#"{"body": {"max_byte": 10}}"#, "body.max_byte"),
+        (r#"{"request_header": ["a"]}"#, "request_header"),
+    ] {
+        let (got, reason) = refusal(json);
+        assert_eq!(got, field, "{json}");
+        assert!(reason.starts_with("unknown field"), "{json}: {reason}");
+    }
+}
+
+#[test]
+fn header_names_differing_in_case_are_duplicates() {
+    let (field, reason) = refusal(r#"{"upstream_headers": {"x-a": "1", "X-A": "2"}}"#);
+    assert_eq!(field, "upstream_headers.X-A");
+    assert!(reason.contains("given twice"), "{reason}");
+    let (field, reason) = refusal(r#"{"request_headers": ["a", "A"]}"#);
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("request_headers[1]", "\"a\" is listed twice")
+    );
+    let (field, reason) =
+        refusal(r#"{"response_headers": ["Content-Type", "x-b", "content-type"]}"#);
+    assert_eq!(field, "response_headers[2]");
+    assert!(reason.contains("listed twice"), "{reason}");
+    // Envoy's own headers and the correlation header are refused in any case; the correlation
+    // header is named as the filter sets it.
+    assert_eq!(
+        refusal(r#"{"upstream_headers": {"Transfer-Encoding": "chunked"}}"#).0,
+        "upstream_headers.Transfer-Encoding"
+    );
+    assert_eq!(
+        refusal(r#"{"upstream_headers": {"X-Correlation-ID": "fixed"}}"#).0,
+        "upstream_headers.x-correlation-id"
+    );
+    assert_eq!(
+        refusal(r#"{"correlation": {"header": "X-Trace"}, "upstream_headers": {"x-trace": "1"}}"#)
+            .0,
+        "upstream_headers.x-trace"
+    );
+}
+
+#[test]
+fn null_means_absent() {
+    let all_null = r#"{
+      "service": null, "correlation": null, "workload_metadata": null,
+      "request_headers": null, "response_headers": null, "redact": null, "sampling": null,
+      "upstream_headers": null, "body": null, "separate_fields": null
+    }"#;
+    assert_eq!(
+        LogConfig::parse(all_null.as_bytes()).unwrap(),
+        LogConfig::default()
+    );
+    let inner_null = r#"{
+      "service": {"name": null, "version": null, "environment": null, "region": null},
+      "correlation": {"header": null, "generate": null, "trust_incoming": null, "echo_in_response": null},
+      "redact": {"detectors": null, "query_params": null, "mode": null, "hmac_key": null, "max_value_bytes": null},
+      "sampling": {"rate": null, "always_keep": null, "slow": null}
+    }"#;
+    assert_eq!(
+        LogConfig::parse(inner_null.as_bytes()).unwrap(),
+        LogConfig::default()
+    );
+    let body = LogConfig::parse(br#"{"body": {"max_bytes": null, "content_types": null}}"#)
+        .unwrap()
+        .body
+        .unwrap();
+    assert_eq!(
+        (body.max_bytes, body.content_types),
+        (1024, vec!["application/json".to_string()])
+    );
+    // `hash` with a null key is `hash` without a key.
+    assert_eq!(
+        refusal(r#"{"redact": {"mode": "hash", "hmac_key": null}}"#).0,
+        "redact.mode"
+    );
+    // Elements of lists are not optional.
+    assert_eq!(
+        refusal(r#"{"request_headers": [null]}"#).0,
+        "request_headers[0]"
+    );
+}
+
+#[test]
+fn lists_are_bounded_before_their_extra_elements_are_read() {
+    let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!(r#""x-h{i}""#)).collect() };
+    let list = |n: usize, extra: &str| {
+        format!(r#"{{"request_headers": [{}{extra}]}}"#, names(n).join(","))
+    };
+    assert_eq!(
+        LogConfig::parse(list(MAX_LOGGED_HEADERS, "").as_bytes())
+            .unwrap()
+            .request_headers
+            .len(),
+        MAX_LOGGED_HEADERS
+    );
+    // The 33rd element would be refused on its own; the count is what is wrong.
+    let (field, reason) = refusal(&list(MAX_LOGGED_HEADERS, r#", "cookie""#));
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("request_headers", "at most 32 headers")
+    );
+    let types: Vec<&str> = vec![r#""text/plain""#; MAX_CONTENT_TYPES + 1];
+    let (field, reason) = refusal(&format!(
+        r#"{{"body": {{"content_types": [{}]}}}}"#,
+        types.join(",")
+    ));
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("body.content_types", "must list 1 to 16 media types")
+    );
+    let params: Vec<String> = (0..=MAX_QUERY_PARAMS)
+        .map(|i| format!(r#""p{i}""#))
+        .collect();
+    let (field, reason) = refusal(&format!(
+        r#"{{"redact": {{"query_params": [{}]}}}}"#,
+        params.join(",")
+    ));
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("redact.query_params", "at most 64 parameters")
+    );
+}
+
+#[test]
+fn values_are_normalised() {
+    let c = LogConfig::parse(
+        br#"{
+          "correlation": {"header": "X-Request-Trace"},
+          "request_headers": ["User-Agent"],
+          "redact": {"detectors": ["jwt", "email", "jwt"], "query_params": ["Token"]},
+          "upstream_headers": {"X-Breakwater": "On"},
+          "body": {"content_types": [" Application/JSON ", "text/plain"]}
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(c.correlation.header, "x-request-trace");
+    assert_eq!(c.request_headers, ["user-agent"]);
+    assert_eq!(c.redact.detectors, [Detector::Jwt, Detector::Email]);
+    assert_eq!(c.redact.query_params, ["token"]);
+    assert_eq!(
+        c.upstream_headers.0,
+        [("x-breakwater".to_string(), "On".to_string())]
+    );
+    assert_eq!(
+        c.body.map(|b| b.content_types),
+        Some(vec![
+            "application/json".to_string(),
+            "text/plain".to_string()
+        ])
+    );
+}
+
+#[test]
+fn the_default_constants_are_what_the_parser_assumes() {
+    // Every default class name is valid, and gives the documented classes.
+    for name in DEFAULT_ALWAYS_KEEP {
+        assert!(KeepItem::parse(name).is_ok(), "{name}");
+    }
+    let keep = Sampling::default().always_keep;
+    assert_eq!(
+        keep,
+        KeepClasses {
+            statuses: StatusSet::from_specs(&[StatusSpec {
+                low: 500,
+                high: 599
+            }]),
+            fallback: true,
+            breaker_rejected: true,
+            slow: true,
+            response_flags: false,
+        }
+    );
+    // The defaults written out parse to the defaults.
+    let explicit = format!(
+        r#"{{
+          "correlation": {{"header": "{DEFAULT_CORRELATION_HEADER}", "generate": {DEFAULT_GENERATE}, "trust_incoming": {DEFAULT_TRUST_INCOMING}, "echo_in_response": {DEFAULT_ECHO_IN_RESPONSE}}},
+          "workload_metadata": {DEFAULT_WORKLOAD_METADATA}, "request_headers": [], "response_headers": [],
+          "redact": {{"detectors": {detectors:?}, "query_params": {DEFAULT_QUERY_PARAMS:?}, "mode": "mask", "max_value_bytes": {DEFAULT_MAX_VALUE_BYTES}}},
+          "sampling": {{"rate": {DEFAULT_SAMPLING_RATE}, "always_keep": {DEFAULT_ALWAYS_KEEP:?}, "slow": "{DEFAULT_SLOW_MS}ms"}},
+          "upstream_headers": {{}}, "separate_fields": {DEFAULT_SEPARATE_FIELDS}
+        }}"#,
+        detectors = ALL.iter().map(|d| d.name()).collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        LogConfig::parse(explicit.as_bytes()).unwrap(),
+        LogConfig::default()
+    );
+}
+
+#[test]
+fn check_takes_what_serde_read() {
+    let raw: RawConfig =
+        breakwater_common::config::parse(br#"{"sampling": {"rate": 0.25}}"#).unwrap();
+    assert_eq!(LogConfig::check(raw).unwrap().sampling.rate, 0.25);
+}
+
+/// The schema carries the parser's defaults and bounds (it is derived from the same types).
+#[cfg(feature = "schema")]
+#[test]
+fn the_schema_has_the_defaults_and_bounds() {
+    let schema = serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap();
+    assert_eq!(schema["title"], "breakwater log-enrichment configuration");
+    assert_eq!(schema["additionalProperties"], false);
+    let def = |name: &str| schema["$defs"][name].clone();
+    let property = |object: &str, key: &str| def(object)["properties"][key].clone();
+    assert_eq!(
+        property("correlation", "header")["default"],
+        DEFAULT_CORRELATION_HEADER
+    );
+    assert_eq!(
+        property("sampling", "rate")["default"],
+        DEFAULT_SAMPLING_RATE
+    );
+    assert_eq!(property("sampling", "slow")["default"], "1s");
+    assert_eq!(
+        property("sampling", "always_keep")["default"],
+        serde_json::json!(DEFAULT_ALWAYS_KEEP)
+    );
+    assert_eq!(property("redact", "mode")["default"], "mask");
+    assert_eq!(
+        property("redact", "max_value_bytes")["minimum"],
+        MIN_VALUE_BYTES
+    );
+    assert_eq!(
+        property("redact", "max_value_bytes")["maximum"],
+        MAX_VALUE_BYTES
+    );
+    assert_eq!(property("body", "max_bytes")["maximum"], MAX_BODY_BYTES);
+    assert_eq!(def("logged_headers")["maxItems"], MAX_LOGGED_HEADERS);
+    assert_eq!(def("query_params")["maxItems"], MAX_QUERY_PARAMS);
+    assert_eq!(
+        def("redact")["allOf"][0]["then"]["required"],
+        serde_json::json!(["hmac_key"])
+    );
+    assert_eq!(
+        def("redact_mode")["oneOf"][1]["const"],
+        RedactMode::Hash.as_str()
+    );
+    // Every key serde reads is a property of the schema.
+    let keys = |object: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = object["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys(&schema),
+        [
+            "body",
+            "correlation",
+            "redact",
+            "request_headers",
+            "response_headers",
+            "sampling",
+            "separate_fields",
+            "service",
+            "upstream_headers",
+            "workload_metadata"
+        ]
+    );
+    assert_eq!(
+        keys(&def("redact")),
+        [
+            "detectors",
+            "hmac_key",
+            "max_value_bytes",
+            "mode",
+            "query_params"
+        ]
+    );
 }

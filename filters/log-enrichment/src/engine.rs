@@ -8,6 +8,7 @@ use crate::detect::KINDS;
 use crate::record::{rfc3339, Record, Value};
 use crate::redact::{split_authority, strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
 use crate::sampling::{self, Kept, Outcome};
+use breakwater_common::filter_state::BreakerDecision;
 use breakwater_common::flags::FlagSet;
 use breakwater_common::host::{bump, Host, MetricId, MetricKind};
 use std::borrow::Cow;
@@ -36,6 +37,9 @@ pub const WORKLOAD_FIELDS: [(&str, &[&str]); 6] = [
         &["xds", "node", "metadata", "LABELS", "version"],
     ),
 ];
+
+/// The circuit breaker's decision for a rejected request.
+const REJECTED: &str = BreakerDecision::Rejected.as_str();
 
 /// The longest workload value, correlation or request id logged.
 const MAX_SHORT_VALUE: usize = 256;
@@ -235,7 +239,7 @@ impl Engine {
         let breaker_rejected = exchange
             .breaker
             .as_ref()
-            .is_some_and(|b| b.decision == b"rejected");
+            .is_some_and(|b| b.decision == REJECTED.as_bytes());
         let fallback_served = exchange
             .fallback
             .as_ref()
@@ -417,7 +421,7 @@ impl Engine {
             r.str("breakwater.breaker.state", lossy(&b.state, 32));
             r.push(
                 "breakwater.breaker_rejected",
-                Value::Bool(b.decision == b"rejected"),
+                Value::Bool(b.decision == REJECTED.as_bytes()),
             );
         }
         if let Some(f) = &exchange.fallback {

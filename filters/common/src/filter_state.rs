@@ -1,0 +1,238 @@
+//! The one contract between the filters: the filter-state keys they write and read, and the
+//! values each key takes. Envoy stores a key written with `set_property` as `wasm.<key>`, so an
+//! access log reads it as `%FILTER_STATE(wasm.<key>:PLAIN)%` and a later filter with
+//! `get_property(["<key>"])`. Every filter, the tests (through `breakwater contract`) and the
+//! README's tables use these definitions; no filter spells a key or a value itself.
+
+/// Defines a closed set of filter-state values with their wire spelling.
+macro_rules! values {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The value as written to filter state.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// Reads a value another filter wrote; `None` for anything else.
+            pub fn from_bytes(bytes: &[u8]) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str().as_bytes() == bytes)
+            }
+        }
+    };
+}
+
+/// Keys the circuit breaker writes for every request a breaker matched.
+pub mod breaker {
+    /// The name of the breaker that owned the request.
+    pub const NAME: &str = "breakwater.circuit_breaker.breaker";
+    /// What the breaker did with the request: a [`super::BreakerDecision`].
+    pub const DECISION: &str = "breakwater.circuit_breaker.decision";
+    /// The breaker's state when it decided: a [`super::BreakerState`].
+    pub const STATE: &str = "breakwater.circuit_breaker.state";
+    /// How the call counted, written at the end of the stream: a [`super::BreakerOutcome`].
+    pub const OUTCOME: &str = "breakwater.circuit_breaker.outcome";
+}
+
+/// Keys the fallback filter writes when a rule is triggered (`CACHE` when it stores).
+pub mod fallback {
+    /// The name of the rule that was triggered.
+    pub const RULE: &str = "breakwater.fallback.rule";
+    /// What triggered it: a [`super::FallbackTrigger`].
+    pub const TRIGGER: &str = "breakwater.fallback.trigger";
+    /// Which source answered: a [`super::FallbackServed`].
+    pub const SERVED: &str = "breakwater.fallback.served";
+    /// What happened to a good response in the stale cache: a [`super::CacheEvent`].
+    pub const CACHE: &str = "breakwater.fallback.cache";
+}
+
+/// Keys the log-enrichment filter writes at the end of every logged request.
+pub mod log {
+    /// The whole redacted record as one JSON object.
+    pub const RECORD: &str = "breakwater_log";
+    /// With `separate_fields`, each record field `<field>` is also written as
+    /// `breakwater.log.<field>`.
+    pub const FIELD_PREFIX: &str = "breakwater.log.";
+}
+
+values! {
+    /// [`breaker::DECISION`].
+    BreakerDecision {
+        /// Let through while closed (or in a mode that never rejects).
+        Passed => "passed",
+        /// Answered by the breaker while open (or `forced_open`).
+        Rejected => "rejected",
+        /// Let through as one of the half-open probes.
+        Probe => "probe",
+        /// `dry_run`: would have been rejected, and was let through.
+        DryRunWouldReject => "dry_run_would_reject",
+    }
+}
+
+values! {
+    /// [`breaker::STATE`].
+    BreakerState {
+        Closed => "closed",
+        Open => "open",
+        HalfOpen => "half_open",
+        /// The breaker is configured `forced_open`.
+        ForcedOpen => "forced_open",
+        /// The breaker is configured `disabled`.
+        Disabled => "disabled",
+    }
+}
+
+values! {
+    /// [`breaker::OUTCOME`].
+    BreakerOutcome {
+        Success => "success",
+        Failure => "failure",
+        /// A success slower than `failure.slow_call`.
+        Slow => "slow",
+        /// The stream ended without an answer that counts (the client left, for example).
+        Unanswered => "unanswered",
+    }
+}
+
+values! {
+    /// [`fallback::TRIGGER`].
+    FallbackTrigger {
+        /// The response's status is in `on.statuses`.
+        Status => "status",
+        /// Envoy's response flags hit `on.response_flags`.
+        ResponseFlags => "response_flags",
+        /// The circuit breaker rejected the request.
+        BreakerOpen => "breaker_open",
+    }
+}
+
+values! {
+    /// [`fallback::SERVED`].
+    FallbackServed {
+        Static => "static",
+        Stale => "stale",
+        Service => "service",
+        /// Every source failed or had nothing: the original response went on.
+        None => "none",
+    }
+}
+
+values! {
+    /// [`fallback::CACHE`].
+    CacheEvent {
+        /// The response was stored as the last good response for its key.
+        Stored => "stored",
+    }
+}
+
+/// One key of the contract, for documentation and tests.
+pub struct KeySpec {
+    /// A short name for tools (`breakwater contract`), e.g. in access-log formats.
+    pub name: &'static str,
+    pub key: &'static str,
+    pub writer: &'static str,
+    /// The closed set of values, or empty when the value is free text (a name, a record).
+    pub values: fn() -> Vec<&'static str>,
+}
+
+fn names<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str> {
+    all.iter().map(|v| as_str(*v)).collect()
+}
+
+/// Every key of the contract, in the README's order.
+pub const CONTRACT: &[KeySpec] = &[
+    KeySpec {
+        name: "breaker",
+        key: breaker::NAME,
+        writer: "circuit-breaker",
+        values: Vec::new,
+    },
+    KeySpec {
+        name: "decision",
+        key: breaker::DECISION,
+        writer: "circuit-breaker",
+        values: || names(BreakerDecision::ALL, BreakerDecision::as_str),
+    },
+    KeySpec {
+        name: "state",
+        key: breaker::STATE,
+        writer: "circuit-breaker",
+        values: || names(BreakerState::ALL, BreakerState::as_str),
+    },
+    KeySpec {
+        name: "outcome",
+        key: breaker::OUTCOME,
+        writer: "circuit-breaker",
+        values: || names(BreakerOutcome::ALL, BreakerOutcome::as_str),
+    },
+    KeySpec {
+        name: "fallback_rule",
+        key: fallback::RULE,
+        writer: "fallback",
+        values: Vec::new,
+    },
+    KeySpec {
+        name: "fallback_trigger",
+        key: fallback::TRIGGER,
+        writer: "fallback",
+        values: || names(FallbackTrigger::ALL, FallbackTrigger::as_str),
+    },
+    KeySpec {
+        name: "fallback_served",
+        key: fallback::SERVED,
+        writer: "fallback",
+        values: || names(FallbackServed::ALL, FallbackServed::as_str),
+    },
+    KeySpec {
+        name: "fallback_cache",
+        key: fallback::CACHE,
+        writer: "fallback",
+        values: || names(CacheEvent::ALL, CacheEvent::as_str),
+    },
+    KeySpec {
+        name: "log_record",
+        key: log::RECORD,
+        writer: "log-enrichment",
+        values: Vec::new,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::test;
+
+    #[test]
+    fn values_read_back_and_nothing_else_does() {
+        for decision in BreakerDecision::ALL {
+            assert_eq!(
+                BreakerDecision::from_bytes(decision.as_str().as_bytes()),
+                Some(*decision)
+            );
+        }
+        assert_eq!(BreakerDecision::from_bytes(b"Rejected"), None);
+        assert_eq!(BreakerDecision::from_bytes(b""), None);
+        assert_eq!(
+            FallbackServed::from_bytes(b"stale"),
+            Some(FallbackServed::Stale)
+        );
+    }
+
+    #[test]
+    fn keys_are_unique_and_namespaced() {
+        let mut keys: Vec<&str> = CONTRACT.iter().map(|k| k.key).collect();
+        assert!(keys.iter().all(|k| k.starts_with("breakwater")));
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), CONTRACT.len());
+    }
+}
