@@ -139,7 +139,7 @@ bench-tools: $(OHA) $(VENV)/.bench-requirements
 	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk valgrind util-linux; \
 	    else sudo apt-get update -qq && sudo apt-get install -y -qq wrk valgrind util-linux; fi; fi
 
-dist/bench/empty_filter.wasm: bench/empty-filter/src/lib.rs bench/empty-filter/Cargo.toml Cargo.lock $(TOOLS)/.target-wasm32-wasip1
+dist/bench/empty_filter.wasm: bench/empty-filter/src/lib.rs bench/empty-filter/Cargo.toml Cargo.toml Cargo.lock $(TOOLS)/.target-wasm32-wasip1
 	cargo build --release --locked --target wasm32-wasip1 -p empty-filter
 	@mkdir -p dist/bench && cp target/wasm32-wasip1/release/empty_filter.wasm $@
 

@@ -27,9 +27,10 @@ two more allocations per request. Counts depend on rustc (inlining, LLVM version
 on the C library and the CPU (glibc picks memcpy/strlen variants by CPU features): after a
 toolchain or runner-image change, check the new figures and run with --update.
 
-The binary is built with the workspace's release profile (opt-level "z", LTO: the Wasm modules'
+The binary is built with the workspace's release profile (opt-level 3, LTO: the Wasm modules'
 code generation, for x86-64), keeping the symbol table so that callgrind_annotate can name
-functions: `--keep DIR` keeps the callgrind files.
+functions: `--keep DIR` keeps the callgrind files. CARGO_PROFILE_RELEASE_OPT_LEVEL=z compares
+another opt-level against the stored counts.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def build() -> None:
     sys.stdout.flush()
-    # The workspace's release profile (opt-level "z", LTO, as the Wasm modules) but with the
+    # The workspace's release profile (opt-level 3, LTO, as the Wasm modules) but with the
     # symbol table kept, so callgrind_annotate can name functions. Stripping does not change
     # the code, only what the counts can be attributed to.
     env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="none")

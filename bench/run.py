@@ -84,6 +84,13 @@ def work_done(variant: Variant, envoy: Envoy, completed: int) -> dict:
     return {name: value}
 
 
+def module_bytes() -> dict[str, int]:
+    """The measured modules: dist/*.wasm and the bench's and tests' own (not dist/profiles/)."""
+    dist = REPO_ROOT / "dist"
+    files = [*dist.glob("*.wasm"), *dist.glob("bench/*.wasm"), *dist.glob("test/*.wasm")]
+    return {p.name: p.stat().st_size for p in sorted(files)}
+
+
 def completed_requests(envoy: Envoy) -> int:
     return envoy.stat("http.bench.downstream_rq_completed")
 
@@ -161,7 +168,7 @@ def main() -> int:
             }
             for v in VARIANTS
         },
-        "module_bytes": {p.name: p.stat().st_size for p in sorted((REPO_ROOT / "dist").glob("**/*.wasm"))},
+        "module_bytes": module_bytes(),
         "outage": outages,
         "instructions": json.loads(instructions.stdout) if instructions.returncode in (0, 1) and instructions.stdout else
                         {"error": instructions.stderr[-2000:]},

@@ -91,9 +91,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
 
 /// Reads any JSON value as `T`, naming the field path of any error.
 pub(crate) fn read<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    // A document that is not JSON at all is reported as such, even where reading it as `T`
-    // would have stopped at a field first (`{"x":1}` followed by garbage).
-    serde_json::from_slice::<de::IgnoredAny>(bytes).map_err(syntax_error)?;
+    // A document serde_json cannot read whole is reported as such, even where reading it as
+    // `T` would have stopped at a field first: garbage after the object, and what serde_json
+    // checks only in values it reads (UTF-8 and escapes in strings, numbers out of range).
+    serde_json::from_slice::<serde_json::Value>(bytes).map_err(syntax_error)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(path_error)?;
     deserializer.end().map_err(syntax_error)?;
@@ -379,6 +380,18 @@ mod tests {
         );
         assert!(read("{\"items\": [}").unwrap_err().field.is_empty());
         assert!(parse::<Doc>(b"\xff").unwrap_err().field.is_empty());
+        // Not JSON serde_json can read, in values the typed reading stops before.
+        for bad in [
+            &b"{\"x\":\"\xf2]\",\"items\":[]}"[..],
+            br#"{"x":"\udc00","items":[]}"#,
+            br#"{"x":1e400,"items":[]}"#,
+        ] {
+            let err = parse::<Doc>(bad).unwrap_err();
+            assert!(
+                err.field.is_empty() && err.reason.starts_with("invalid JSON"),
+                "{err}"
+            );
+        }
         // Not JSON, even though reading it stops at a bad field first.
         let err = read(r#"{"itemz":1} x"#).unwrap_err();
         assert!(

@@ -164,6 +164,33 @@ fn check_record_and_plant(
     );
 }
 
+/// A JSON object's members in document order (serde_json's `Map` sorts them unless a feature
+/// that the fuzz package does not enable is on).
+struct InOrder(Vec<(String, Json)>);
+
+impl<'de> serde::Deserialize<'de> for InOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = InOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InOrder, A::Error> {
+                let mut out = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    out.push(member);
+                }
+                Ok(InOrder(out))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,32 +254,5 @@ mod tests {
             let out = text(input);
             assert!(!out.contains("4444"), "{input} -> {out}");
         }
-    }
-}
-
-/// A JSON object's members in document order (serde_json's `Map` sorts them unless a feature
-/// that the fuzz package does not enable is on).
-struct InOrder(Vec<(String, Json)>);
-
-impl<'de> serde::Deserialize<'de> for InOrder {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = InOrder;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<InOrder, A::Error> {
-                let mut out = Vec::new();
-                while let Some(member) = map.next_entry()? {
-                    out.push(member);
-                }
-                Ok(InOrder(out))
-            }
-        }
-        deserializer.deserialize_map(Members)
     }
 }
