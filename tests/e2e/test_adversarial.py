@@ -31,6 +31,7 @@ from tests.harness import (
     wasm_filter,
 )
 from tests.harness.config import free_port, lds_bootstrap, push_listener
+from tests.harness.envoy import WASM_FAILURE, assert_no_wasm_failure
 
 EMAIL = "ola.nordmann@example.no"
 FNR = "01010012356"  # a valid fødselsnummer
@@ -57,10 +58,6 @@ FALLBACK_CACHE = {"min_store_interval": "0s", "max_body_bytes": 65536}
 # A high threshold: the breaker does all its accounting but does not open by accident.
 BREAKERS = [{"name": "api", "trip": {"consecutive_failures": 50}, "open": {"duration": "30s"}}]
 NO_JITTER = {"jitter": 0}
-
-# Envoy log lines that mean a filter failed: a trapped VM, a Rust panic, a critical wasm line.
-_FAILURE = re.compile(r"Function: proxy_on_\w+ failed|panicked|RuntimeError|\]\[critical\]\[")
-
 
 def chain(log_config: dict = LOG_CONFIG, rules: list[dict] = FALLBACK_RULES, breakers: list[dict] = BREAKERS):
     return [
@@ -108,11 +105,6 @@ def envoy_with(upstream, tmp_path):
         envoy.stop()
     for envoy in started:
         assert_no_wasm_failure(envoy)
-
-
-def assert_no_wasm_failure(envoy: Envoy) -> None:
-    failures = [line for line in envoy.log_text().splitlines() if _FAILURE.search(line)]
-    assert not failures, "a filter failed:\n" + "\n".join(failures[:20])
 
 
 def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
@@ -173,7 +165,7 @@ def test_the_failure_check_sees_a_real_panic(upstream):
         assert_no_wasm_failure(envoy)
         request(envoy.url("/shop/boom"), headers={"x-panic": "1"})
         deadline = time.monotonic() + 5
-        while not _FAILURE.search(envoy.log_text()):
+        while not WASM_FAILURE.search(envoy.log_text()):
             assert time.monotonic() < deadline, "a real panic went unnoticed by the check"
             time.sleep(0.05)
         with pytest.raises(AssertionError, match="a filter failed"):

@@ -52,6 +52,11 @@ def one_rule(**fields: Any) -> dict:
     return {"rules": [{"name": "r", **fields}]}
 
 
+def one_pattern(second: dict) -> dict:
+    """`redact.patterns` with a valid pattern named "kid", then `second`."""
+    return {"redact": {"patterns": [{"name": "kid", "regex": "\\b\\d{8}\\b"}, second]}}
+
+
 STATIC = [{"static": {}}]
 STALE = {"max_age": "1m"}
 RATE = {"failure_rate": 50}
@@ -253,6 +258,56 @@ CATALOGUE: list[Case] = [
     ),
     Case("log-body-max-bytes", "log", {"body": {"max_bytes": 1000000}}, "body.max_bytes"),
     Case("log-max-value-bytes", "log", {"redact": {"max_value_bytes": 4}}, "redact.max_value_bytes"),
+    Case(
+        "log-pattern-regex-does-not-compile",
+        "log",
+        one_pattern({"name": "ticket", "regex": "(TCK-\\d+"}),
+        "redact.patterns[1].regex",
+        "does not compile (regex-lite syntax",
+    ),
+    Case(
+        "log-pattern-built-in-name",
+        "log",
+        {"redact": {"patterns": [{"name": "email", "regex": "x"}]}},
+        "redact.patterns[0].name",
+        '"email" is a built-in detector\'s name; choose another',
+    ),
+    Case(
+        "log-pattern-duplicate-name",
+        "log",
+        one_pattern({"name": "kid", "regex": "\\d{4}"}),
+        "redact.patterns[1].name",
+        '"kid" is given to two patterns',
+    ),
+    Case(
+        "log-pattern-matches-empty-string",
+        "log",
+        {"redact": {"patterns": [{"name": "x_run", "regex": "x*"}]}},
+        "redact.patterns[0].regex",
+        "matches the empty string",
+    ),
+    Case(
+        "log-pattern-distance-without-keywords",
+        "log",
+        {"redact": {"patterns": [{"name": "kid", "regex": "\\d{8}", "keyword_distance": 10}]}},
+        "redact.patterns[0].keyword_distance",
+        "needs keywords",
+    ),
+    Case(
+        "log-too-many-patterns",
+        "log",
+        {"redact": {"patterns": [{"name": f"p{i}", "regex": f"x{i}"} for i in range(33)]}},
+        "redact.patterns",
+        "at most 32 patterns",
+    ),
+    Case(
+        "log-bad-body-field-path",
+        "log",
+        {"body": {"redact_fields": ["ssn", "a..b"]}},
+        "body.redact_fields[1]",
+        '"a..b" is not a field name or path',
+    ),
+    Case("log-parse-max-bytes-0", "log", {"body": {"parse_max_bytes": 0}}, "body.parse_max_bytes", "0 is outside 1 to 65536"),
 ]
 
 # The cases also pushed to a real Envoy (two or more per filter, of different kinds).
@@ -266,6 +321,7 @@ ENVOY_SAMPLE = [
     "log-hash-without-key",
     "log-credential-request-header",
     "log-sampling-rate-1.5",
+    "log-pattern-regex-does-not-compile",
 ]
 
 BY_ID = {case.id: case for case in CATALOGUE}

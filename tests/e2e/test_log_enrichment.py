@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
 from tests.harness import (
     Envoy,
+    Route,
     Upstream,
     breaker_filter,
     concurrent,
@@ -23,9 +27,10 @@ from tests.harness import (
     log_filter,
     record_access_log,
     request,
+    static_cluster,
     wasm_filter,
 )
-from tests.harness.envoy import envoy_version, refusal_log_lines
+from tests.harness.envoy import assert_no_wasm_failure, envoy_version, refusal_log_lines
 
 STAT = "wasmcustom.breakwater.log"
 FNR = "01010012356"  # a valid fødselsnummer (1 January 1900)
@@ -33,6 +38,11 @@ D_NUMBER = "41019012040"  # a valid D-number (day + 40: 1 January 1990)
 CARD = "4111111111111111"
 EMAIL = "ola.nordmann@example.no"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+FH_NUMBER = "91234567883"  # a valid FH-number (felles hjelpenummer: first digit 8 or 9, no date)
+BANK_ACCOUNT = "1234 56 78903"  # a valid kontonummer, as printed
+# UUID-shaped ids whose digit groups pass the card detector's checks (a Maestro number in the
+# first) when they are not seen as identifiers.
+LUHN_UUIDS = ["d25a5880-5014-4654-8437-60c1c5030b38", "12345678-1234-1234-1234-123456789012"]
 # Istio's node metadata, as a sidecar would have it.
 NODE = {
     "id": "sidecar~10.0.0.5~checkout-7d9f-abc.shop~shop.svc.cluster.local",
@@ -97,6 +107,12 @@ def wait_for_records(path: Path, count: int, timeout: float = 5.0) -> list[dict]
         time.sleep(0.05)
     time.sleep(0.3)  # Envoy flushes access logs about every second; give extras a chance to show
     return [json.loads(line) for line in read_lines(path)]
+
+
+def by_correlation_id(records: list[dict]) -> dict[str, dict]:
+    """Records keyed by the correlation id each request was sent with (their order in the file is
+    the order in which the two workers wrote them)."""
+    return {r["correlation.id"]: r for r in records}
 
 
 def raw_request(port: int, head: str, body: bytes = b"") -> bytes:
@@ -221,10 +237,11 @@ def read_lines_when(path: Path, count: int, timeout: float = 5.0) -> list[str]:
 
 def test_hash_mode_gives_the_same_person_the_same_pseudonym_across_lines(log_envoy):
     envoy = log_envoy({"redact": {"mode": "hash", "hmac_key": "a-long-enough-test-key"}})
-    request(envoy.url(f"/patients/{FNR}"))
-    request(envoy.url(f"/patients/{FNR[:6]}%20{FNR[6:]}/journal"))
-    request(envoy.url("/patients/01010012437"))
-    first, second, other = (r["url.path"] for r in wait_for_records(envoy.records, 3))
+    request(envoy.url(f"/patients/{FNR}"), headers={"x-correlation-id": "first"})
+    request(envoy.url(f"/patients/{FNR[:6]}%20{FNR[6:]}/journal"), headers={"x-correlation-id": "second"})
+    request(envoy.url("/patients/01010012437"), headers={"x-correlation-id": "other"})
+    records = by_correlation_id(wait_for_records(envoy.records, 3))
+    first, second, other = (records[name]["url.path"] for name in ("first", "second", "other"))
     pseudonym = re.fullmatch(r"/patients/(\[REDACTED:no_national_id:[0-9a-f]{16}\])", first).group(1)
     assert second == f"/patients/{pseudonym}/journal"
     assert pseudonym not in other
@@ -262,10 +279,46 @@ def test_correlation_ids_are_kept_generated_and_replaced(log_envoy, upstream):
     # The request id is echoed too.
     assert all(r.headers["x-request-id"] == h["x-request-id"] for r, h in zip([kept, generated, *replaced], seen))
 
-    records = wait_for_records(envoy.records, 2 + len(invalid))
-    assert [r["breakwater.correlation"] for r in records] == ["kept", "generated"] + ["replaced"] * len(invalid)
+    # Lines of requests served by different workers need not be in request order.
+    records = by_correlation_id(wait_for_records(envoy.records, 2 + len(invalid)))
+    actions = {r.headers["x-correlation-id"]: action for r, action in
+               [(kept, "kept"), (generated, "generated"), *((r, "replaced") for r in replaced)]}  # fmt: skip
+    assert {id_: record["breakwater.correlation"] for id_, record in records.items()} == actions
     assert envoy.stat(f"{STAT}.correlation.replaced") == len(invalid)
     assert envoy.stat(f"{STAT}.correlation.generated") == 1
+
+
+def test_fh_numbers_are_redacted_and_bank_accounts_when_asked_for(log_envoy):
+    default = log_envoy({**EXAMPLE, "request_headers": ["x-patient", "x-account"]})
+    headers = {"x-patient": f"FH {FH_NUMBER}", "x-account": f"konto {BANK_ACCOUNT}"}
+    assert request(default.url(f"/patients/{FH_NUMBER}"), headers=headers).status == 200
+    asked = log_envoy({**EXAMPLE, "request_headers": ["x-patient", "x-account"],
+                       "redact": {**EXAMPLE["redact"], "detectors": ["no_national_id", "no_bank_account"]}})  # fmt: skip
+    assert request(asked.url(f"/patients/{FH_NUMBER}"), headers=headers).status == 200
+    (by_default,) = wait_for_records(default.records, 1)
+    (with_accounts,) = wait_for_records(asked.records, 1)
+    for record in (by_default, with_accounts):
+        assert record["url.path"] == "/patients/[REDACTED:no_national_id]"
+        assert record["http.request.header.x-patient"] == ["FH [REDACTED:no_national_id]"]
+        assert FH_NUMBER not in json.dumps(record)
+    # Off by default: a kontonummer may belong to a business.
+    assert by_default["http.request.header.x-account"] == [f"konto {BANK_ACCOUNT}"]
+    assert with_accounts["http.request.header.x-account"] == ["konto [REDACTED:no_bank_account]"]
+    assert asked.stat(f"{STAT}.redactions.no_bank_account") == 1
+
+
+def test_uuid_shaped_request_and_correlation_ids_are_logged_whole(log_envoy):
+    envoy = log_envoy()
+    for id_ in LUHN_UUIDS:
+        response = request(envoy.url(f"/orders/{id_}"), headers={"x-request-id": id_, "x-correlation-id": id_})
+        assert response.headers["x-correlation-id"] == id_, "kept, not replaced as if it held personal data"
+    records = {r["request.id"]: r for r in wait_for_records(envoy.records, len(LUHN_UUIDS))}
+    assert sorted(records) == sorted(LUHN_UUIDS)
+    for id_, record in records.items():
+        assert record["correlation.id"] == id_
+        assert record["url.path"] == f"/orders/{id_}"
+        assert record["breakwater.correlation"] == "kept"
+        assert "[REDACTED" not in json.dumps(record), record
 
 
 # --- with the circuit breaker and the fallback --------------------------------------------------------
@@ -279,13 +332,14 @@ def test_breaker_rejections_and_stale_fallbacks_are_in_the_line(log_envoy, upstr
                          "trip": {"consecutive_failures": 3}, "open": {"duration": "30s"}}]),
     ])  # fmt: skip
     upstream.set_mode("ok", body='["last-good"]')
-    request(envoy.url("/recommendations"))
+    request(envoy.url("/recommendations"), headers={"x-correlation-id": "r0"})
     upstream.set_mode("status", code=503)
-    for _ in range(3):
-        request(envoy.url("/recommendations"))
-    rejected = request(envoy.url("/recommendations"))
+    for i in range(1, 4):
+        request(envoy.url("/recommendations"), headers={"x-correlation-id": f"r{i}"})
+    rejected = request(envoy.url("/recommendations"), headers={"x-correlation-id": "r4"})
     assert (rejected.status, rejected.text) == (200, '["last-good"]')
-    first, *failures, last = wait_for_records(envoy.records, 5)
+    records = by_correlation_id(wait_for_records(envoy.records, 5))
+    first, *failures, last = (records[f"r{i}"] for i in range(5))
     assert first["breakwater.breaker.decision"] == "passed" and "breakwater.fallback" not in first
     assert first["breakwater.breaker_rejected"] is False
     for record in failures:
@@ -337,6 +391,239 @@ def test_sampling_is_consistent_across_proxies_on_the_path(upstream, tmp_path):
             outer_ids = {json.loads(line)["request.id"] for line in read_lines_when(outer_records, outer_kept)}
     assert 60 < outer_kept < 140, outer_kept
     assert {r["request.id"] for r in inner_kept} == outer_ids
+
+
+# --- user-defined detectors --------------------------------------------------------------------------
+
+KID = "12345607"  # a KID number: passes mod 11
+OTHER_KID = "12345615"  # passes mod 11 too
+NOT_A_KID = "12345608"  # one digit off: fails mod 11
+KID_PATTERN = {"name": "kid", "regex": r"\b\d{4}[ .]?\d{4}\b", "validate": "mod11",
+               "keywords": ["kid", "kundenr"], "keyword_distance": 30}  # fmt: skip
+
+
+def test_a_user_pattern_masks_matches_that_pass_its_checksum_with_a_keyword_in_reach(log_envoy):
+    envoy = log_envoy({**EXAMPLE, "request_headers": ["x-customer", "x-near", "x-far"],
+                       "redact": {**EXAMPLE["redact"], "patterns": [KID_PATTERN]}})  # fmt: skip
+    headers = {
+        "x-correlation-id": "found",
+        "x-customer": f"KID {NOT_A_KID}, KID {OTHER_KID}",
+        "x-near": f"Kundenr{' ' * 30}{KID}",  # the keyword ends 30 bytes before the match
+        "x-far": f"kundenr{' ' * 31}{KID}",  # 31 bytes: out of reach
+    }
+    found = request(envoy.url(f"/kid/{KID}/receipt?kundenr=1234.5615&ordre={KID}"), headers=headers)
+    without_keyword = request(envoy.url(f"/orders/{KID}"), headers={"x-correlation-id": "no-keyword"})
+    assert (found.status, without_keyword.status) == (200, 200)
+
+    records = by_correlation_id(wait_for_records(envoy.records, 2))
+    record = records["found"]
+    assert record["url.path"] == "/kid/[REDACTED:kid]/receipt"
+    # The parameter's name is the keyword; another parameter's name is not.
+    assert record["url.query"] == f"kundenr=[REDACTED:kid]&ordre={KID}"
+    assert record["http.request.header.x-customer"] == [f"KID {NOT_A_KID}, KID [REDACTED:kid]"]
+    assert record["http.request.header.x-near"] == [f"Kundenr{' ' * 30}[REDACTED:kid]"]
+    assert record["http.request.header.x-far"] == [headers["x-far"]]
+    assert records["no-keyword"]["url.path"] == f"/orders/{KID}"
+    assert envoy.stat(f"{STAT}.redactions.kid") == 4
+    assert_no_wasm_failure(envoy)
+
+
+def test_hash_mode_gives_a_user_pattern_find_one_pseudonym_however_it_is_written(log_envoy):
+    envoy = log_envoy({"redact": {"mode": "hash", "hmac_key": "a-long-enough-test-key", "patterns": [KID_PATTERN]}})
+    targets = {"plain": f"/kid/{KID}", "dotted": "/kid/1234.5607", "query": f"/receipt?kundenr={KID}",
+               "other": f"/kid/{OTHER_KID}"}  # fmt: skip
+    for name, target in targets.items():
+        assert request(envoy.url(target), headers={"x-correlation-id": name}).status == 200
+    records = by_correlation_id(wait_for_records(envoy.records, len(targets)))
+    pseudonym = r"(\[REDACTED:kid:[0-9a-f]{16}\])"
+    plain = re.fullmatch(f"/kid/{pseudonym}", records["plain"]["url.path"]).group(1)
+    # The checksum reads digits only, and the pseudonym is made of what it reads.
+    assert records["dotted"]["url.path"] == f"/kid/{plain}"
+    assert records["query"]["url.query"] == f"kundenr={plain}"
+    other = re.fullmatch(f"/kid/{pseudonym}", records["other"]["url.path"]).group(1)
+    assert other != plain
+    assert envoy.stat(f"{STAT}.redactions.kid") == len(targets)
+    assert_no_wasm_failure(envoy)
+
+
+# --- JSON body field rules ---------------------------------------------------------------------------
+
+
+class EchoUpstream(ThreadingHTTPServer):
+    """An upstream that keeps every request body it receives, byte for byte, and answers with it
+    (same content type): the harness's Upstream keeps only paths and headers."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Echo)
+        self.bodies: dict[str, bytes] = {}  # by path
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # kept-alive connections, as Envoy pools them
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        with self.server.lock:
+            self.server.bodies[self.path] = body
+        self.send_response(200)
+        self.send_header("content-type", self.headers.get("content-type", "application/octet-stream"))
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass  # quiet
+
+
+@pytest.fixture
+def echo_upstream() -> Iterator[EchoUpstream]:
+    """An `EchoUpstream`, served until the test ends (ask for it before `log_envoy`, so that
+    Envoy, which pools connections to it, stops first)."""
+    server = EchoUpstream()
+    thread = threading.Thread(target=server.serve_forever, name="echo-upstream", daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def body_envoy(log_envoy: Callable[..., Envoy], echo: EchoUpstream, body: dict) -> Envoy:
+    """Envoy logging bodies under `body`; paths under /echo go to `echo`, the rest to `upstream`."""
+    return log_envoy({**EXAMPLE, "body": body}, routes=[Route("echo", "/echo", cluster="echo"), Route("default", "/")],
+                     extra_clusters=[static_cluster("echo", echo.port)])  # fmt: skip
+
+
+PARSE_MAX_BYTES = 2048
+FIELD_RULES = {
+    "max_bytes": 1024,
+    "content_types": ["application/json", "application/merge-patch+json", "text/plain"],
+    "redact_fields": ["ssn", "customer.address", "items[].card"],
+    "keep_fields": ["order.id", "customer", "items[].sku"],
+    "parse_max_bytes": PARSE_MAX_BYTES,
+}
+ORDER = {
+    "order": {"id": "A-17", "total": 99.5, "paid": True, "coupon": None},
+    "customer": {"name": "Åse Ødegård", "email": EMAIL, "ssn": FNR, "address": {"street": "Storgata 1", "city": "Oslo"}},
+    "items": [{"sku": "X1", "card": CARD, "qty": 2}, {"sku": "Y2", "card": {"pan": CARD, "cvc": "123"}, "qty": 1}],
+    "payer": {"ssn": FNR},
+    "note": f"call me on {FNR}",
+}
+# ORDER under FIELD_RULES: compact, in the order sent, non-ASCII as UTF-8; the masked fields'
+# values whatever they hold (also outside the kept ones); the values not kept as their type;
+# then the detectors over the result.
+ORDER_EXCERPT = (
+    '{"order":{"id":"A-17","total":"[number]","paid":"[boolean]","coupon":"[null]"},'
+    '"customer":{"name":"Åse Ødegård","email":"[REDACTED:email]","ssn":"[REDACTED:field]","address":"[REDACTED:field]"},'
+    '"items":[{"sku":"X1","card":"[REDACTED:field]","qty":"[number]"},{"sku":"Y2","card":"[REDACTED:field]","qty":"[number]"}],'
+    '"payer":{"ssn":"[REDACTED:field]"},"note":"[string]"}'
+)  # fmt: skip
+ORDER_MASKED_FIELDS = 5
+
+
+def test_json_bodies_are_logged_under_the_field_rules_and_forwarded_unchanged(echo_upstream, log_envoy):
+    envoy = body_envoy(log_envoy, echo_upstream, FIELD_RULES)
+    # Indented, with \u escapes, the e-mail address's @ among them: the detectors see the text.
+    sent = json.dumps(ORDER, indent=2).replace("@", "\\u0040").encode()
+    assert len(sent) <= PARSE_MAX_BYTES
+    content_types = ["application/json; charset=utf-8", "application/merge-patch+json"]
+    for i, content_type in enumerate(content_types):
+        response = request(envoy.url(f"/echo/orders/{i}"), method="POST", body=sent,
+                           headers={"content-type": content_type, "x-correlation-id": f"order-{i}"})  # fmt: skip
+        assert response.status == 200
+        assert response.headers["content-type"] == content_type
+        assert response.body == sent, "the echo's answer reached the client unchanged"
+    assert echo_upstream.bodies == {f"/echo/orders/{i}": sent for i in range(len(content_types))}
+
+    records = by_correlation_id(wait_for_records(envoy.records, len(content_types)))
+    for i in range(len(content_types)):
+        record = records[f"order-{i}"]
+        assert record["http.request.body.excerpt"] == ORDER_EXCERPT
+        assert record["http.response.body.excerpt"] == ORDER_EXCERPT, "the echo answered the same JSON"
+        assert record["http.request.body.size"] == len(sent)
+        for secret in (FNR, CARD, EMAIL, "ola.nordmann", "Storgata", "99.5"):
+            assert secret not in json.dumps(record, ensure_ascii=False), secret
+    assert envoy.stat(f"{STAT}.redactions.field") == 2 * len(content_types) * ORDER_MASKED_FIELDS
+    assert envoy.stat(f"{STAT}.redactions.email") == 2 * len(content_types)
+    assert envoy.stat(f"{STAT}.redactions.body") == 0
+    assert_no_wasm_failure(envoy)
+
+
+def test_json_bodies_that_cannot_be_read_whole_are_not_logged_but_still_served(echo_upstream, log_envoy):
+    envoy = body_envoy(log_envoy, echo_upstream, FIELD_RULES)
+
+    def note_of_size(size: int) -> bytes:
+        """A JSON document of exactly `size` bytes."""
+        body = json.dumps({"ssn": FNR, "note": ""})
+        return json.dumps({"ssn": FNR, "note": "n" * (size - len(body))}).encode()
+
+    unreadable = {
+        "truncated": f'{{"ssn": "{FNR}"'.encode(),
+        "two-documents": f'{{"a": 1}} {{"ssn": "{FNR}"}}'.encode(),
+        "trailing-comma": f'{{"ssn": "{FNR}",}}'.encode(),
+        "over-parse-max-bytes": note_of_size(PARSE_MAX_BYTES + 1),
+        "256-kib-in-many-chunks": note_of_size(256 * 1024),
+    }
+    bodies = {**unreadable, "at-the-bound": note_of_size(PARSE_MAX_BYTES)}
+    for name, body in bodies.items():
+        response = request(envoy.url(f"/echo/{name}"), method="POST", body=body,
+                           headers={"content-type": "application/json", "x-correlation-id": name})  # fmt: skip
+        assert (response.status, response.body) == (200, body), name
+    assert echo_upstream.bodies == {f"/echo/{name}": body for name, body in bodies.items()}
+
+    records = by_correlation_id(wait_for_records(envoy.records, len(bodies)))
+    for name in unreadable:
+        record = records[name]
+        # The request, and the echo's answer of the same bytes.
+        assert record["http.request.body.excerpt"] == "[REDACTED:body]", name
+        assert record["http.response.body.excerpt"] == "[REDACTED:body]", name
+    assert records["at-the-bound"]["http.request.body.excerpt"] == '{"ssn":"[REDACTED:field]","note":"[string]"}'
+    assert FNR not in envoy.records.read_text()
+    assert envoy.stat(f"{STAT}.redactions.body") == 2 * len(unreadable)
+    assert envoy.stat(f"{STAT}.redactions.field") == 2, "the document at the bound, both ways"
+    assert_no_wasm_failure(envoy)
+
+
+def test_bodies_of_other_listed_types_get_the_detectors_only(echo_upstream, log_envoy):
+    envoy = body_envoy(log_envoy, echo_upstream, FIELD_RULES)
+    # A JSON document, but not of a JSON media type: logged as sent, but for what the detectors find.
+    sent = json.dumps({"ssn": FNR, "customer": {"address": "Storgata 1"}}).encode()
+    response = request(envoy.url("/echo/note"), method="POST", body=sent, headers={"content-type": "text/plain"})
+    assert (response.status, response.body) == (200, sent)
+    assert echo_upstream.bodies == {"/echo/note": sent}
+    (record,) = wait_for_records(envoy.records, 1)
+    excerpt = '{"ssn": "[REDACTED:no_national_id]", "customer": {"address": "Storgata 1"}}'
+    assert record["http.request.body.excerpt"] == excerpt
+    assert record["http.response.body.excerpt"] == excerpt
+    assert envoy.stat(f"{STAT}.redactions.no_national_id") == 2
+    assert (envoy.stat(f"{STAT}.redactions.field"), envoy.stat(f"{STAT}.redactions.body")) == (0, 0)
+    assert_no_wasm_failure(envoy)
+
+
+def test_json_responses_are_logged_under_the_field_rules_and_served_unchanged(echo_upstream, log_envoy, upstream):
+    envoy = body_envoy(log_envoy, echo_upstream, FIELD_RULES)
+    answer = json.dumps({"order": {"id": "A-17", "total": 10}, "customer": {"name": "Ola", "ssn": FNR}})
+    upstream.set_mode("ok", body=answer)
+    readable = request(envoy.url("/orders/A-17"), headers={"x-correlation-id": "readable"})
+    broken = '{"customer": {"ssn": "%s"' % FNR
+    upstream.set_mode("ok", body=broken)
+    unreadable = request(envoy.url("/orders/A-18"), headers={"x-correlation-id": "unreadable"})
+    assert (readable.status, readable.text) == (200, answer)
+    assert (unreadable.status, unreadable.text) == (200, broken)
+
+    records = by_correlation_id(wait_for_records(envoy.records, 2))
+    assert records["readable"]["http.response.body.excerpt"] == (
+        '{"order":{"id":"A-17","total":"[number]"},"customer":{"name":"Ola","ssn":"[REDACTED:field]"}}')  # fmt: skip
+    assert records["unreadable"]["http.response.body.excerpt"] == "[REDACTED:body]"
+    assert not [r for r in records.values() if "http.request.body.excerpt" in r], "a GET has no body"
+    assert FNR not in json.dumps(records)
+    assert (envoy.stat(f"{STAT}.redactions.field"), envoy.stat(f"{STAT}.redactions.body")) == (1, 1)
+    assert_no_wasm_failure(envoy)
 
 
 # --- access-log formats -------------------------------------------------------------------------------
@@ -426,6 +713,6 @@ def test_correlation_ids_carrying_personal_data_or_repeated_are_not_forwarded(lo
     first, second = upstream.received_headers()
     assert first["x-correlation-id"] == pii.headers["x-correlation-id"]
     assert second["x-correlation-id"] == "order-7", "the repeated header left as the one validated value"
-    records = wait_for_records(envoy.records, 2)
+    records = {r["url.path"]: r for r in wait_for_records(envoy.records, 2)}
     assert FNR not in json.dumps(records)
-    assert [r["breakwater.correlation"] for r in records] == ["replaced", "kept"]
+    assert {path: r["breakwater.correlation"] for path, r in records.items()} == {"/p": "replaced", "/twice": "kept"}

@@ -343,3 +343,12 @@ def wait_for_access_log(
                 f"{len(entries)} matching access-log entries in {path} after {timeout}s, expected {count}"
             )
         time.sleep(0.05)
+
+
+# Envoy log lines that mean a filter failed: a trapped VM, a Rust panic, a critical wasm line.
+WASM_FAILURE = re.compile(r"Function: proxy_on_\w+ failed|panicked|RuntimeError|\]\[critical\]\[")
+
+
+def assert_no_wasm_failure(envoy: Envoy) -> None:
+    failures = [line for line in envoy.log_text().splitlines() if WASM_FAILURE.search(line)]
+    assert not failures, "a filter failed:\n" + "\n".join(failures[:20])

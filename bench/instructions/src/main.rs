@@ -41,7 +41,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 /// The scenarios, with what one request of each does.
-pub const SCENARIOS: [(&str, &str); 7] = [
+pub const SCENARIOS: [(&str, &str); 10] = [
     (
         "breaker",
         "circuit breaker closed and matching; healthy 200 responses",
@@ -62,6 +62,18 @@ pub const SCENARIOS: [(&str, &str); 7] = [
     (
         "log-pii",
         "log enrichment, all detectors; request with personal data",
+    ),
+    (
+        "log-patterns",
+        "log enrichment as log-typical, with four user-defined detectors",
+    ),
+    (
+        "log-body",
+        "log enrichment as log-typical, with a 1 KB JSON request body logged (detectors only)",
+    ),
+    (
+        "log-body-fields",
+        "log enrichment as log-body, with JSON field rules (redact_fields and keep_fields)",
     ),
     (
         "chain",
@@ -128,6 +140,19 @@ const LOG_CONFIG: &str = r#"{
   "upstream_headers": { "x-breakwater-service": "checkout" },
   "separate_fields": true
 }"#;
+
+/// Four user-defined detectors, as a team might add them (`redact.patterns`).
+const PATTERNS: &str = r#"[
+    { "name": "customer_no", "regex": "\\b\\d{8}\\b", "validate": "mod11", "keywords": ["kundenr", "customer"] },
+    { "name": "case_ref", "regex": "(?i)\\bSAK-\\d{4}-\\d{6}\\b" },
+    { "name": "employee_id", "regex": "\\bEMP[0-9]{6}\\b" },
+    { "name": "kid", "regex": "\\b\\d{10,25}\\b", "validate": "mod11", "keywords": ["kid"] }
+]"#;
+
+/// Body excerpts of JSON requests (`body`), without and with field rules.
+const BODY: &str = r#"{ "max_bytes": 1024 }"#;
+const BODY_FIELDS: &str = r#"{ "max_bytes": 1024, "redact_fields": ["customer.address", "payment"],
+    "keep_fields": ["order_id", "customer.name", "items[].sku", "items[].qty"] }"#;
 
 const TYPICAL_PATH: &str = "/api/v1/orders/12345?page=2&sort=desc";
 const PII_PATH: &str =
@@ -337,7 +362,22 @@ struct Log {
 
 impl Log {
     fn new(host: &impl Host) -> Log {
-        let config = LogConfig::parse(LOG_CONFIG.as_bytes()).unwrap();
+        Log::with(host, None, None)
+    }
+
+    /// `LOG_CONFIG` with these `redact.patterns` and `body`.
+    fn with(host: &impl Host, patterns: Option<&str>, body: Option<&str>) -> Log {
+        let mut config: serde_json::Value = serde_json::from_str(LOG_CONFIG).unwrap();
+        let object = config.as_object_mut().unwrap();
+        if let Some(patterns) = patterns {
+            let redact = object.get_mut("redact").and_then(|r| r.as_object_mut());
+            let patterns = serde_json::from_str(patterns).unwrap();
+            redact.unwrap().insert("patterns".to_string(), patterns);
+        }
+        if let Some(body) = body {
+            object.insert("body".to_string(), serde_json::from_str(body).unwrap());
+        }
+        let config = LogConfig::parse(config.to_string().as_bytes()).unwrap();
         let mut engine = LogEngine::new(config, host);
         // `envoy/demo.yaml`'s node metadata.
         engine.load_workload(|path| {
@@ -473,9 +513,41 @@ fn fallback_serve<H: ScenarioHost, R: ScenarioRequest>(n: u64) {
 }
 
 fn log<H: ScenarioHost>(n: u64, path: &str, tenant: &str) {
+    log_with::<H>(n, path, tenant, None, None);
+}
+
+/// A JSON order of about 1 KB, as a request body.
+fn order_body() -> String {
+    let items: Vec<String> = (0..8)
+        .map(|i| format!(r#"{{"sku": "SKU-{i:05}", "qty": {i}, "price": 199.5, "gift": false}}"#))
+        .collect();
+    format!(
+        r#"{{"order_id": "A-2026-000017", "customer": {{"name": "Kari Nordmann", "address": {{"street": "Storgata 1", "zip": "0155", "city": "Oslo"}}, "phone": "+47 22 00 00 00"}}, "items": [{}], "payment": {{"method": "card", "last4": "1111"}}, "notes": "leave at the door, ring twice"}}"#,
+        items.join(", ")
+    )
+}
+
+fn log_with<H: ScenarioHost>(
+    n: u64,
+    path: &str,
+    tenant: &str,
+    patterns: Option<&str>,
+    body: Option<&str>,
+) {
     let host = H::at(T0);
-    let log = Log::new(&host);
-    let exchange = Log::exchange(path, tenant, None);
+    let log = Log::with(&host, patterns, body);
+    let mut exchange = Log::exchange(path, tenant, None);
+    if body.is_some() {
+        let payload = order_body();
+        let mut capture = log
+            .engine
+            .body_capture(Some(b"application/json"), None)
+            .expect("JSON bodies are captured");
+        let wanted = capture.wanted(payload.len());
+        let read = payload.as_bytes().get(..wanted).unwrap_or_default();
+        capture.add(read, payload.len(), true);
+        exchange.request_body = Some(capture);
+    }
     for _ in 0..n {
         let correlation = log.on_request(&host);
         black_box(log.on_log(&host, &exchange, &correlation));
@@ -562,6 +634,9 @@ pub fn run<H: ScenarioHost, R: ScenarioRequest>(scenario: &str, requests: u64) -
         "fallback-serve" => fallback_serve::<H, R>(requests),
         "log-typical" => log::<H>(requests, TYPICAL_PATH, TENANT),
         "log-pii" => log::<H>(requests, PII_PATH, TENANT_WITH_CARD),
+        "log-patterns" => log_with::<H>(requests, TYPICAL_PATH, TENANT, Some(PATTERNS), None),
+        "log-body" => log_with::<H>(requests, TYPICAL_PATH, TENANT, None, Some(BODY)),
+        "log-body-fields" => log_with::<H>(requests, TYPICAL_PATH, TENANT, None, Some(BODY_FIELDS)),
         "chain" => chain::<H, R>(requests),
         _ => return false,
     }

@@ -357,10 +357,11 @@ mod tests {
                 "workload_metadata": true,
                 "request_headers": ["user-agent", "x-tenant-id"],
                 "response_headers": ["content-type"],
-                "redact": {"detectors": ["email", "payment_card"], "query_params": ["token"], "mode": "hash", "hmac_key": "0123456789abcdef0123", "max_value_bytes": 2048},
+                "redact": {"detectors": ["email", "payment_card", "no_bank_account"], "query_params": ["token"], "mode": "hash", "hmac_key": "0123456789abcdef0123", "max_value_bytes": 2048,
+                    "patterns": [{"name": "customer_no", "regex": "\\b\\d{8}\\b", "validate": "mod11", "keywords": ["kundenr"], "keyword_distance": 20}]},
                 "sampling": {"rate": 0.25, "always_keep": ["5xx", "429", "500-504", "fallback", "breaker_rejected", "slow", "response_flags"], "slow": "1s"},
                 "upstream_headers": {"x-breakwater-service": "checkout"},
-                "body": {"max_bytes": 4096, "content_types": ["application/json", "text/plain"]},
+                "body": {"max_bytes": 4096, "content_types": ["application/json", "text/plain"], "redact_fields": ["customer.ssn", "items[].card"], "keep_fields": ["id", "customer"], "parse_max_bytes": 8192},
                 "separate_fields": false,
             }),
         }
@@ -612,7 +613,42 @@ mod tests {
                     r#"{"body":{"content_types":["json"]}}"#,
                     r#"{"body":{"content_types":["text/plain;charset=utf-8"]}}"#,
                     r#"{"separate_fields":1}"#,
+                    r#"{"redact":{"patterns":[{"name":"email","regex":"x"}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"query_param","regex":"x"}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"Kunde","regex":"x"}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"1a","regex":"x"}]}}"#,
+                    r#"{"redact":{"patterns":[{"regex":"x"}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a"}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":""}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":"x","validate":"crc"}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":"x","keywords":[]}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":"x","keywords":[""]}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":"x","keyword_distance":5}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":"x","keywords":["k"],"keyword_distance":0}]}}"#,
+                    r#"{"redact":{"patterns":[{"name":"a","regex":"x","flags":"i"}]}}"#,
+                    r#"{"redact":{"patterns":{"name":"a","regex":"x"}}}"#,
+                    r#"{"body":{"redact_fields":["a..b"]}}"#,
+                    r#"{"body":{"redact_fields":["a[0]"]}}"#,
+                    r#"{"body":{"keep_fields":["[]"]}}"#,
+                    r#"{"body":{"keep_fields":[".a"]}}"#,
+                    r#"{"body":{"parse_max_bytes":0}}"#,
+                    r#"{"body":{"parse_max_bytes":65537}}"#,
                 ]);
+                out.push(format!(
+                    r#"{{"redact":{{"patterns":[{}]}}}}"#,
+                    many(
+                        r#"{"name":"p{i}","regex":"x"}"#,
+                        log_enrichment::patterns::MAX_PATTERNS + 1
+                    )
+                ));
+                out.push(format!(
+                    r#"{{"redact":{{"patterns":[{{"name":"a","regex":"{}"}}]}}}}"#,
+                    "x".repeat(log_enrichment::patterns::MAX_REGEX_BYTES + 1)
+                ));
+                out.push(format!(
+                    r#"{{"body":{{"redact_fields":[{}]}}}}"#,
+                    many(r#""f{i}""#, log_enrichment::fields::MAX_FIELD_RULES + 1)
+                ));
                 out.push(format!(r#"{{"service":{{"name":"{}"}}}}"#, "x".repeat(129)));
                 out.push(format!(
                     r#"{{"request_headers":[{}]}}"#,
@@ -736,6 +772,8 @@ mod tests {
                 json!({"correlation": {"header": "X-Request-Trace"}, "upstream_headers": {"x-correlation-id": "fixed"}}),
                 json!({"sampling": {"rate": 0, "always_keep": [" 5xx ", "429", "500-504", "fallback"]}}),
                 json!({"body": {}, "request_headers": [], "upstream_headers": {}}),
+                json!({"body": {"keep_fields": [], "redact_fields": ["[].ssn", "tags[][]", "a-b.c d"], "parse_max_bytes": 65536}}),
+                json!({"redact": {"patterns": [{"name": "a", "regex": "(?i)kid\\s*\\d{4}", "validate": null, "keywords": null, "keyword_distance": null}, {"name": "z_9", "regex": "x", "validate": "luhn", "keywords": ["Kundenr", "é"], "keyword_distance": 256}]}}),
             ],
         }
     }
@@ -780,6 +818,12 @@ mod tests {
                 r#"{"request_headers":["X-A","x-a"]}"#.to_string(),
                 format!(r#"{{"service":{{"name":"{}"}}}}"#, "é".repeat(100)),
                 r#"{"redact":{"mode":"hash","hmac_key":"ééééé"}}"#.to_string(),
+                // Regexes the parser compiles: syntax, size, and the empty match.
+                r#"{"redact":{"patterns":[{"name":"a","regex":"(x"}]}}"#.to_string(),
+                r#"{"redact":{"patterns":[{"name":"a","regex":"\\w{1000}{1000}"}]}}"#.to_string(),
+                r#"{"redact":{"patterns":[{"name":"a","regex":"x*"}]}}"#.to_string(),
+                r#"{"redact":{"patterns":[{"name":"a","regex":"x"},{"name":"a","regex":"y"}]}}"#.to_string(),
+                format!(r#"{{"redact":{{"patterns":[{{"name":"a","regex":"x","keywords":["{}"]}}]}}}}"#, "é".repeat(40)),
             ],
         }
     }

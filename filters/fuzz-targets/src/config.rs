@@ -4,7 +4,76 @@
 //! of what its parent holds or a missing key (a required field).
 
 use breakwater_common::config::ConfigError;
-use serde_json::Value;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// A JSON document's structure with every member of an object, repeated keys included
+/// (serde_json's `Value` keeps only the last, where the parsers stop at the first).
+enum Value {
+    Object(Vec<(String, Value)>),
+    Array(Vec<Value>),
+    Scalar,
+}
+
+impl Value {
+    fn as_object(&self) -> Option<&[(String, Value)]> {
+        match self {
+            Value::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+                Ok(Value::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+                Ok(Value::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+                Ok(Value::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+                Ok(Value::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+                Ok(Value::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Scalar)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Value::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Value::Object(members))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
 
 pub fn config_circuit_breaker(data: &[u8]) {
     check(
@@ -31,9 +100,11 @@ fn check(data: &[u8], error: Option<ConfigError>) {
     );
     assert!(!error.to_string().is_empty());
     let document = if data.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(serde_json::Map::new())
+        Value::Object(Vec::new())
     } else {
-        match serde_json::from_slice::<Value>(data) {
+        // serde_json must read it as JSON too (a syntax error names no field).
+        let syntax = serde_json::from_slice::<IgnoredAny>(data);
+        match syntax.and_then(|_| serde_json::from_slice::<Value>(data)) {
             Ok(v) => v,
             Err(_) => {
                 assert!(
@@ -88,7 +159,7 @@ fn resolves(value: &Value, path: &str, first: bool) -> bool {
     let Some(members) = value.as_object() else {
         return false;
     };
-    for (key, member) in members {
+    for (key, member) in members.iter() {
         if let Some(after) = key_part.strip_prefix(key.as_str()) {
             if (after.is_empty() || after.starts_with('.') || after.starts_with('['))
                 && resolves(member, after, false)

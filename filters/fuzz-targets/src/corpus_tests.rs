@@ -71,3 +71,13 @@ fn corpus_redaction() {
 fn corpus_correlation_id() {
     run("correlation_id");
 }
+
+#[test]
+fn corpus_body_fields() {
+    run("body_fields");
+}
+
+#[test]
+fn corpus_user_patterns() {
+    run("user_patterns");
+}

@@ -13,18 +13,22 @@
     clippy::indexing_slicing
 )]
 
+mod body_fields;
 mod breaker;
 mod bytes;
 mod config;
 mod correlation;
 mod matching;
 mod redaction;
+mod user_patterns;
 
+pub use body_fields::body_fields;
 pub use breaker::breaker_state_machine;
 pub use config::{config_circuit_breaker, config_fallback, config_log_enrichment};
 pub use correlation::correlation_id;
 pub use matching::request_matching;
 pub use redaction::redaction;
+pub use user_patterns::user_patterns;
 
 /// A fuzz target: panics when an invariant does not hold.
 pub type Target = fn(&[u8]);
@@ -38,6 +42,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("breaker_state_machine", breaker_state_machine),
     ("redaction", redaction),
     ("correlation_id", correlation_id),
+    ("body_fields", body_fields),
+    ("user_patterns", user_patterns),
 ];
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -2,7 +2,19 @@
 //! the source of the JSON Schema), then checked into the [`LogConfig`] the engine runs on. Every
 //! error names its field.
 
-use crate::detect::{Detector, ALL};
+use crate::detect::{Detector, ALL, DEFAULT, KINDS};
+#[cfg(feature = "schema")]
+use crate::fields::MAX_FIELD_PATH_BYTES;
+use crate::fields::{
+    FieldPath as BodyFieldPath, FieldRules, DEFAULT_PARSE_MAX_BYTES, MAX_FIELD_RULES,
+    MAX_PARSE_BYTES,
+};
+#[cfg(feature = "schema")]
+use crate::patterns::MAX_REGEX_BYTES;
+use crate::patterns::{
+    Checksum, PatternRegex, UserPattern, DEFAULT_KEYWORD_DISTANCE, MAX_KEYWORDS, MAX_KEYWORD_BYTES,
+    MAX_KEYWORD_DISTANCE, MAX_PATTERNS, MAX_PATTERN_NAME_BYTES,
+};
 use breakwater_common::config::{self, Bounded, ConfigError, FieldPath};
 #[cfg(feature = "schema")]
 use breakwater_common::duration::Millis;
@@ -177,7 +189,7 @@ pub struct RawRedact {
     /// The detectors that run.
     #[cfg_attr(
         feature = "schema",
-        schemars(extend("default" = ALL.iter().map(|d| d.name()).collect::<Vec<_>>()))
+        schemars(extend("default" = DEFAULT.iter().map(|d| d.name()).collect::<Vec<_>>()))
     )]
     pub detectors: Option<Detectors>,
     /// Query and form parameters whose values are always redacted, matched
@@ -193,6 +205,63 @@ pub struct RawRedact {
     /// Longest logged path, query or header value, after redaction.
     #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_MAX_VALUE_BYTES)))]
     pub max_value_bytes: Option<Bounded<MIN_VALUE_BYTES, MAX_VALUE_BYTES>>,
+    /// User-defined detectors (at most 32), run after the built-in ones on every logged value.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+    pub patterns: Option<Patterns>,
+}
+
+/// A user-defined detector: a value is found where `regex` matches, the checksum (if any)
+/// holds and (if keywords are given) one stands shortly before it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "pattern", transform = pattern_schema)
+)]
+pub struct RawPattern {
+    /// Names the mask ([REDACTED:<name>]) and the stat (redactions.<name>): a lower-case
+    /// letter, then lower-case letters, digits and '_', at most 32; not a built-in detector's.
+    pub name: PatternName,
+    /// A regular expression (regex-lite syntax: Perl-like, no look-around or backreferences,
+    /// \d and \w are ASCII), at most 512 bytes; it must not match the empty string.
+    pub regex: RegexSource,
+    /// A checksum the match must pass: luhn (ISO/IEC 7812), mod11 (weights 2..7 from the
+    /// right, Norwegian account and KID numbers) or mod97 (ISO 7064 MOD 97-10, IBAN).
+    pub validate: Option<Checksum>,
+    /// Words (case-insensitive) one of which must end at most keyword_distance bytes before
+    /// a match; at most 16, each 1 to 64 bytes.
+    pub keywords: Option<Keywords>,
+    /// Bytes between a keyword's end and a match's start (needs keywords).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_KEYWORD_DISTANCE)))]
+    pub keyword_distance: Option<Bounded<1, MAX_KEYWORD_DISTANCE>>,
+}
+
+/// `parse_max_bytes` needs a field rule: `keep_fields`, or `redact_fields` with a field.
+#[cfg(feature = "schema")]
+fn body_schema(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, given};
+    let some_redact_field = serde_json::json!({
+        "required": ["redact_fields"],
+        "properties": { "redact_fields": { "type": "array", "minItems": 1 } },
+    });
+    add_rule(
+        schema,
+        serde_json::json!({
+            "if": given(&["parse_max_bytes"]),
+            "then": { "anyOf": [given(&["keep_fields"]), some_redact_field] },
+        }),
+    );
+}
+
+/// `keyword_distance` needs `keywords`.
+#[cfg(feature = "schema")]
+fn pattern_schema(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::{add_rule, given};
+    add_rule(
+        schema,
+        serde_json::json!({ "if": given(&["keyword_distance"]), "then": given(&["keywords"]) }),
+    );
 }
 
 /// How detected values are redacted (`redact.mode`).
@@ -256,7 +325,11 @@ pub struct RawSampling {
 /// Log the first bytes of request and response bodies.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an object")]
-#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "body"))]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "body", transform = body_schema)
+)]
 pub struct RawBody {
     /// Bytes logged of each body.
     #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_BODY_MAX_BYTES)))]
@@ -264,6 +337,17 @@ pub struct RawBody {
     /// Only bodies of these media types, and not compressed ones.
     #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_CONTENT_TYPES)))]
     pub content_types: Option<ContentTypes>,
+    /// JSON bodies: these fields' values are masked whatever they hold (a name such as ssn at
+    /// any depth, or a path from the top such as customer.ssn or items[].card); at most 32.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+    pub redact_fields: Option<FieldPaths>,
+    /// JSON bodies: only these fields' values are logged, every other value is replaced by
+    /// its type ("[string]"); absent: all values are logged. At most 32.
+    pub keep_fields: Option<FieldPaths>,
+    /// With field rules: the longest JSON body read; a longer or invalid one is logged as
+    /// [REDACTED:body].
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_PARSE_MAX_BYTES)))]
+    pub parse_max_bytes: Option<Bounded<1, MAX_PARSE_BYTES>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,6 +534,49 @@ fn read_at_most<'de, A: SeqAccess<'de>, T>(
     }
 }
 
+/// Reads a configured array of `min` to `max` items of `T`; more are refused at the array
+/// without being read. Errors say "at most <max> <what>" (or, with a minimum, "must list <min>
+/// to <max> <what>"); a value that is not an array is "expected <expecting>".
+fn read_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+    (min, max): (usize, usize),
+    what: &'static str,
+    expecting: &'static str,
+) -> Result<Vec<T>, D::Error> {
+    struct List<T> {
+        min: usize,
+        max: usize,
+        what: &'static str,
+        expecting: &'static str,
+        item: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
+            let (min, max, what) = (self.min, self.max, self.what);
+            let message = || match min {
+                0 => format!("at most {max} {what}"),
+                _ => format!("must list {min} to {max} {what}"),
+            };
+            let items = read_at_most(seq, max, message, |seq, _| seq.next_element::<T>())?;
+            if items.len() < min {
+                return Err(de::Error::custom(message()));
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(List {
+        min,
+        max,
+        what,
+        expecting,
+        item: std::marker::PhantomData,
+    })
+}
+
 /// `redact.detectors`: detector names, in order, each once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detectors(pub Vec<Detector>);
@@ -518,23 +645,13 @@ impl<'de> Deserialize<'de> for QueryParam {
 
 impl<'de> Deserialize<'de> for QueryParams {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct List;
-        impl<'de> Visitor<'de> for List {
-            type Value = QueryParams;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of parameter names")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<QueryParams, A::Error> {
-                let names = read_at_most(
-                    seq,
-                    MAX_QUERY_PARAMS,
-                    || format!("at most {MAX_QUERY_PARAMS} parameters"),
-                    |seq, _| seq.next_element::<QueryParam>(),
-                )?;
-                Ok(QueryParams(names.into_iter().map(|p| p.0).collect()))
-            }
-        }
-        deserializer.deserialize_seq(List)
+        let names: Vec<QueryParam> = read_list(
+            deserializer,
+            (0, MAX_QUERY_PARAMS),
+            "parameters",
+            "an array of parameter names",
+        )?;
+        Ok(QueryParams(names.into_iter().map(|p| p.0).collect()))
     }
 }
 
@@ -551,6 +668,238 @@ impl JsonSchema for QueryParams {
         })
     }
 }
+
+/// `redact.patterns`: at most 32 user-defined detectors.
+#[derive(Debug, Default)]
+pub struct Patterns(pub Vec<RawPattern>);
+
+impl<'de> Deserialize<'de> for Patterns {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_list(
+            deserializer,
+            (0, MAX_PATTERNS),
+            "patterns",
+            "an array of patterns",
+        )
+        .map(Patterns)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Patterns {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "patterns".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "maxItems": MAX_PATTERNS,
+            "items": generator.subschema_for::<RawPattern>(),
+        })
+    }
+}
+
+/// The names no pattern may take: the built-in kinds' (the masks and stats they own).
+fn reserved_pattern_names() -> impl Iterator<Item = &'static str> {
+    KINDS
+        .iter()
+        .map(|k| k.name())
+        .chain([Detector::Pattern(0).name()])
+}
+
+/// `redact.patterns[].name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternName(pub String);
+
+impl<'de> Deserialize<'de> for PatternName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let shaped = name.len() <= MAX_PATTERN_NAME_BYTES
+            && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !shaped {
+            return Err(de::Error::custom(format!(
+                "\"{name}\" is not a pattern name (a lower-case letter, then lower-case letters, digits and '_', at most {MAX_PATTERN_NAME_BYTES})"
+            )));
+        }
+        if reserved_pattern_names().any(|reserved| reserved == name) {
+            return Err(de::Error::custom(format!(
+                "\"{name}\" is a built-in detector's name; choose another"
+            )));
+        }
+        Ok(PatternName(name))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for PatternName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "pattern_name".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let reserved: Vec<&str> = reserved_pattern_names().collect();
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": format!("^[a-z][a-z0-9_]{{0,{}}}$", MAX_PATTERN_NAME_BYTES - 1),
+            "not": { "enum": reserved },
+        })
+    }
+}
+
+/// `redact.patterns[].regex`: compiled while it is read, so an error names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegexSource(pub PatternRegex);
+
+impl<'de> Deserialize<'de> for RegexSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        PatternRegex::compile(&source)
+            .map(RegexSource)
+            .map_err(de::Error::custom)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for RegexSource {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "regex".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Compilation, the compiled size and the empty match are the parser's to check.
+        schemars::json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_REGEX_BYTES,
+        })
+    }
+}
+
+// Read by hand, like `RedactMode`: only the names, and an error that lists them.
+impl<'de> Deserialize<'de> for Checksum {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Checksum::ALL
+            .into_iter()
+            .find(|c| c.name() == text)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "\"{text}\" is not a checksum (expected luhn, mod11 or mod97)"
+                ))
+            })
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Checksum {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "checksum".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Checksum::ALL.iter().map(|c| c.name()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
+/// `redact.patterns[].keywords`: 1 to 16 words of 1 to 64 bytes, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keywords(pub Vec<String>);
+
+/// One keyword.
+struct Keyword(String);
+
+impl<'de> Deserialize<'de> for Keyword {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        if word.is_empty() || word.len() > MAX_KEYWORD_BYTES {
+            return Err(de::Error::custom(format!(
+                "must be 1 to {MAX_KEYWORD_BYTES} bytes long"
+            )));
+        }
+        Ok(Keyword(word.to_ascii_lowercase()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Keywords {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let words: Vec<Keyword> = read_list(
+            deserializer,
+            (1, MAX_KEYWORDS),
+            "keywords",
+            "an array of keywords",
+        )?;
+        Ok(Keywords(words.into_iter().map(|w| w.0).collect()))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for Keywords {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "keywords".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_KEYWORDS,
+            // JSON Schema counts characters; the parser counts UTF-8 bytes.
+            "items": { "type": "string", "minLength": 1, "maxLength": MAX_KEYWORD_BYTES },
+        })
+    }
+}
+
+/// `body.redact_fields` / `body.keep_fields`: at most 32 field names or paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPaths(pub Vec<BodyFieldPath>);
+
+/// One field name or path.
+struct FieldPathItem(BodyFieldPath);
+
+impl<'de> Deserialize<'de> for FieldPathItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        BodyFieldPath::parse(&text)
+            .map(FieldPathItem)
+            .map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldPaths {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let paths: Vec<FieldPathItem> = read_list(
+            deserializer,
+            (0, MAX_FIELD_RULES),
+            "fields",
+            "an array of field names or paths",
+        )?;
+        Ok(FieldPaths(paths.into_iter().map(|p| p.0).collect()))
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for FieldPaths {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "field_paths".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "maxItems": MAX_FIELD_RULES,
+            "items": {
+                "type": "string",
+                "maxLength": MAX_FIELD_PATH_BYTES,
+                "pattern": FIELD_PATH_PATTERN,
+            },
+        })
+    }
+}
+
+/// A field path as the parser reads it: keys without `.`, `[` or `]`, each followed by any
+/// number of `[]`, joined by dots; `[].` first for a top-level array.
+#[cfg(feature = "schema")]
+pub const FIELD_PATH_PATTERN: &str =
+    "^((\\[\\])+\\.)?[^.\\[\\]]+(\\[\\])*(\\.[^.\\[\\]]+(\\[\\])*)*$";
 
 /// `redact.hmac_key`: at least 16 bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -736,24 +1085,13 @@ impl<'de> Deserialize<'de> for MediaType {
 
 impl<'de> Deserialize<'de> for ContentTypes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct List;
-        impl<'de> Visitor<'de> for List {
-            type Value = ContentTypes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of media types")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ContentTypes, A::Error> {
-                let message = || format!("must list 1 to {MAX_CONTENT_TYPES} media types");
-                let types = read_at_most(seq, MAX_CONTENT_TYPES, message, |seq, _| {
-                    seq.next_element::<MediaType>()
-                })?;
-                if types.is_empty() {
-                    return Err(de::Error::custom(message()));
-                }
-                Ok(ContentTypes(types.into_iter().map(|t| t.0).collect()))
-            }
-        }
-        deserializer.deserialize_seq(List)
+        let types: Vec<MediaType> = read_list(
+            deserializer,
+            (1, MAX_CONTENT_TYPES),
+            "media types",
+            "an array of media types",
+        )?;
+        Ok(ContentTypes(types.into_iter().map(|t| t.0).collect()))
     }
 }
 
@@ -820,15 +1158,17 @@ pub struct Redaction {
     pub mode: Mode,
     /// Longest logged value (path, query, each header value), after redaction.
     pub max_value_bytes: usize,
+    pub patterns: Vec<UserPattern>,
 }
 
 impl Default for Redaction {
     fn default() -> Self {
         Redaction {
-            detectors: ALL.to_vec(),
+            detectors: DEFAULT.to_vec(),
             query_params: DEFAULT_QUERY_PARAMS.iter().map(|s| s.to_string()).collect(),
             mode: Mode::Mask,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as usize,
+            patterns: Vec::new(),
         }
     }
 }
@@ -871,6 +1211,8 @@ pub struct Body {
     pub max_bytes: usize,
     /// Lower-case media types (`application/json`); parameters are ignored when matching.
     pub content_types: Vec<String>,
+    /// Field rules for JSON bodies, when `redact_fields` or `keep_fields` is given.
+    pub fields: Option<FieldRules>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -956,21 +1298,72 @@ impl LogConfig {
                 slow_ms: s.slow.map_or(DEFAULT_SLOW_MS, |d| d.ms()),
             }),
             upstream_headers,
-            body: raw.body.map(|b| Body {
-                max_bytes: b.max_bytes.map_or(DEFAULT_BODY_MAX_BYTES, Bounded::get) as usize,
-                content_types: b.content_types.map_or_else(
-                    || {
-                        DEFAULT_CONTENT_TYPES
-                            .iter()
-                            .map(|t| t.to_string())
-                            .collect()
-                    },
-                    |t| t.0,
-                ),
-            }),
+            body: raw
+                .body
+                .map(|b| check_body(b, &FieldPath::root("body")))
+                .transpose()?,
             separate_fields: raw.separate_fields.unwrap_or(DEFAULT_SEPARATE_FIELDS),
         })
     }
+}
+
+fn check_body(raw: RawBody, path: &FieldPath) -> Result<Body, ConfigError> {
+    let redact = raw.redact_fields.map_or_else(Vec::new, |f| f.0);
+    // `redact_fields: []` (the default) is no rule; `keep_fields: []` is one (keep nothing).
+    let rules_on = !redact.is_empty() || raw.keep_fields.is_some();
+    if raw.parse_max_bytes.is_some() && !rules_on {
+        return Err(path
+            .key("parse_max_bytes")
+            .error("needs redact_fields or keep_fields (it bounds what field rules read)"));
+    }
+    let fields = rules_on.then(|| FieldRules {
+        redact,
+        keep: raw.keep_fields.map(|f| f.0),
+        parse_max_bytes: raw
+            .parse_max_bytes
+            .map_or(DEFAULT_PARSE_MAX_BYTES, Bounded::get) as usize,
+    });
+    Ok(Body {
+        max_bytes: raw.max_bytes.map_or(DEFAULT_BODY_MAX_BYTES, Bounded::get) as usize,
+        content_types: raw.content_types.map_or_else(
+            || {
+                DEFAULT_CONTENT_TYPES
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect()
+            },
+            |t| t.0,
+        ),
+        fields,
+    })
+}
+
+fn check_patterns(raw: Patterns, path: &FieldPath) -> Result<Vec<UserPattern>, ConfigError> {
+    let mut patterns: Vec<UserPattern> = Vec::with_capacity(raw.0.len());
+    for (i, p) in raw.0.into_iter().enumerate() {
+        let at = path.index(i);
+        if patterns.iter().any(|before| before.name == p.name.0) {
+            return Err(at
+                .key("name")
+                .error(format!("\"{}\" is given to two patterns", p.name.0)));
+        }
+        if p.keyword_distance.is_some() && p.keywords.is_none() {
+            return Err(at
+                .key("keyword_distance")
+                .error("needs keywords (the distance is measured from a keyword)"));
+        }
+        patterns.push(UserPattern {
+            name: p.name.0,
+            regex: p.regex.0,
+            validate: p.validate,
+            keywords: p.keywords.map_or_else(Vec::new, |k| k.0),
+            keyword_distance: p
+                .keyword_distance
+                .map_or(DEFAULT_KEYWORD_DISTANCE, Bounded::get)
+                as usize,
+        });
+    }
+    Ok(patterns)
 }
 
 fn check_redaction(raw: RawRedact, path: &FieldPath) -> Result<Redaction, ConfigError> {
@@ -992,6 +1385,10 @@ fn check_redaction(raw: RawRedact, path: &FieldPath) -> Result<Redaction, Config
         max_value_bytes: raw
             .max_value_bytes
             .map_or(defaults.max_value_bytes, |n| n.get() as usize),
+        patterns: match raw.patterns {
+            Some(patterns) => check_patterns(patterns, &path.key("patterns"))?,
+            None => Vec::new(),
+        },
     })
 }
 

@@ -33,7 +33,7 @@ fn the_issue_example_parses_as_named() {
     assert!(c.correlation.echo_in_response);
     assert_eq!(c.request_headers, ["user-agent", "x-tenant-id"]);
     assert_eq!(c.response_headers, ["content-type"]);
-    assert_eq!(c.redact.detectors, ALL.to_vec());
+    assert_eq!(c.redact.detectors, DEFAULT.to_vec());
     assert_eq!(
         c.redact.query_params,
         ["token", "access_token", "password", "api_key"]
@@ -332,7 +332,7 @@ fn errors_explain_themselves() {
     for (json, message) in [
         (
             r#"{"redact": {"mde": "mask"}}"#,
-            "redact.mde: unknown field `mde`, expected one of `detectors`, `query_params`, `mode`, `hmac_key`, `max_value_bytes`",
+            "redact.mde: unknown field `mde`, expected one of `detectors`, `query_params`, `mode`, `hmac_key`, `max_value_bytes`, `patterns`",
         ),
         (
             r#"{"correlation": {"header": "cookie"}}"#,
@@ -582,7 +582,7 @@ fn the_default_constants_are_what_the_parser_assumes() {
           "sampling": {{"rate": {DEFAULT_SAMPLING_RATE}, "always_keep": {DEFAULT_ALWAYS_KEEP:?}, "slow": "{DEFAULT_SLOW_MS}ms"}},
           "upstream_headers": {{}}, "separate_fields": {DEFAULT_SEPARATE_FIELDS}
         }}"#,
-        detectors = ALL.iter().map(|d| d.name()).collect::<Vec<_>>(),
+        detectors = DEFAULT.iter().map(|d| d.name()).collect::<Vec<_>>(),
     );
     assert_eq!(
         LogConfig::parse(explicit.as_bytes()).unwrap(),
@@ -672,7 +672,22 @@ fn the_schema_has_the_defaults_and_bounds() {
             "hmac_key",
             "max_value_bytes",
             "mode",
+            "patterns",
             "query_params"
         ]
+    );
+    assert_eq!(
+        keys(&def("body")),
+        [
+            "content_types",
+            "keep_fields",
+            "max_bytes",
+            "parse_max_bytes",
+            "redact_fields"
+        ]
+    );
+    assert_eq!(
+        keys(&def("pattern")),
+        ["keyword_distance", "keywords", "name", "regex", "validate"]
     );
 }

@@ -3,9 +3,13 @@
 //! country's length and mod-97, a Norwegian national identity number a real date and both
 //! mod-11 control digits. Numbers that fail (timestamps, order ids) are left alone.
 //!
-//! Each detector scans the whole text once and reports byte spans; [`find_all`] merges them.
+//! Each detector scans the whole text once and reports byte spans; [`merge`] joins them.
+//!
+//! Identifiers are opaque: nothing found strictly inside a UUID, a W3C `traceparent` or a run
+//! of 32, 40, 64 or 128 hex characters with a letter in it is reported, so request and
+//! correlation ids are logged whole (their digit groups can pass a Luhn check by chance).
 
-/// The detectors, by their configuration names.
+/// The detectors, by their configuration names, and the other kinds of redaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detector {
     Email,
@@ -16,13 +20,25 @@ pub enum Detector {
     Ipv6,
     Jwt,
     Bearer,
+    /// A Norwegian bank account number (kontonummer); not on by default.
+    NoBankAccount,
     /// The value of a listed query or form parameter (configured by name, not selectable as
     /// a detector; see `redact`).
     QueryParam,
+    /// The value of a JSON body field named in `body.redact_fields`.
+    Field,
+    /// A JSON body that field rules could not read whole (`body.parse_max_bytes`).
+    Body,
+    /// The user-defined detector at this index of `redact.patterns`.
+    Pattern(u8),
 }
 
-/// Every kind of redaction, for counting: the detectors and listed parameters.
-pub const KINDS: [Detector; 9] = [
+/// Built-in detectors a configuration can choose (the first entries of [`KINDS`]).
+const SELECTABLE: usize = 9;
+
+/// Every built-in kind of redaction, for counting: the detectors, listed parameters and JSON
+/// field rules (user-defined patterns are counted apart, by index).
+pub const KINDS: [Detector; 12] = [
     Detector::Email,
     Detector::PaymentCard,
     Detector::Iban,
@@ -31,11 +47,19 @@ pub const KINDS: [Detector; 9] = [
     Detector::Ipv6,
     Detector::Jwt,
     Detector::Bearer,
+    Detector::NoBankAccount,
     Detector::QueryParam,
+    Detector::Field,
+    Detector::Body,
 ];
 
-/// The detectors a configuration can choose: every kind but the listed parameters.
-pub const ALL: &[Detector] = KINDS.split_at(KINDS.len() - 1).0;
+/// The detectors a configuration can choose.
+pub const ALL: &[Detector] = KINDS.split_at(SELECTABLE).0;
+
+/// The detectors on when `redact.detectors` is not given: all but `no_bank_account` (a
+/// kontonummer may belong to a business, and one random 11-digit number in 11 passes its
+/// single control digit).
+pub const DEFAULT: &[Detector] = KINDS.split_at(SELECTABLE - 1).0;
 
 impl Detector {
     pub fn name(self) -> &'static str {
@@ -48,8 +72,18 @@ impl Detector {
             Detector::Ipv6 => "ipv6",
             Detector::Jwt => "jwt",
             Detector::Bearer => "bearer",
+            Detector::NoBankAccount => "no_bank_account",
             Detector::QueryParam => "query_param",
+            Detector::Field => "field",
+            Detector::Body => "body",
+            // Named by the configuration (`redact.patterns[i].name`): see `Redactor`.
+            Detector::Pattern(_) => "pattern",
         }
+    }
+
+    /// The position in [`KINDS`]; user-defined patterns have none.
+    pub fn index(self) -> Option<usize> {
+        KINDS.iter().position(|k| *k == self)
     }
 
     pub fn from_name(name: &str) -> Option<Detector> {
@@ -66,7 +100,9 @@ impl Detector {
             Detector::Ipv6 => scan_ipv6(text, out),
             Detector::Jwt => scan_jwts(text, out),
             Detector::Bearer => scan_bearer(text, out),
-            Detector::QueryParam => {} // needs the configured names: `redact` finds these
+            Detector::NoBankAccount => scan_digit_groups(text, out, Detector::NoBankAccount),
+            // These need the configuration: `redact`, the body rules and `patterns` find them.
+            Detector::QueryParam | Detector::Field | Detector::Body | Detector::Pattern(_) => {}
         }
     }
 }
@@ -80,21 +116,164 @@ pub struct Span {
 }
 
 /// All detections of the enabled detectors, sorted, without overlaps (an earlier or longer
-/// span wins).
+/// span wins), and none strictly inside an identifier ([`opaque_identifiers`]).
 pub fn find_all(text: &[u8], detectors: &[Detector]) -> Vec<Span> {
     let mut spans = Vec::new();
-    scan_all(text, detectors, &mut spans);
+    scan_detectors(text, detectors, &mut spans);
+    keep_identifiers_whole(text, &mut spans);
     merge(spans)
 }
 
 /// Appends every detection of the enabled detectors, unsorted and possibly overlapping.
-pub fn scan_all(text: &[u8], detectors: &[Detector], spans: &mut Vec<Span>) {
+pub fn scan_detectors(text: &[u8], detectors: &[Detector], spans: &mut Vec<Span>) {
     let traits = Traits::of(text);
     for d in detectors {
         if traits.may_contain(*d) {
             d.scan(text, spans);
         }
     }
+}
+
+/// Drops the spans that lie strictly inside an identifier of `text` (a span that is the whole
+/// identifier stays: a user pattern may be written for one), and those that touch a redaction
+/// marker without covering more than it: a marker is never redacted again, in part or whole,
+/// so each byte of a value is replaced at most once and a value grows at most by the ratio of
+/// a marker to the shortest find, however many passes run (a pattern such as `\b.` or `..`
+/// would otherwise grow it at every pass).
+pub fn keep_identifiers_whole(text: &[u8], spans: &mut Vec<Span>) {
+    // Looked for only when something was found: most values have no finds at all.
+    if spans.is_empty() {
+        return;
+    }
+    let identifiers = opaque_identifiers(text);
+    let markers = markers(text);
+    if identifiers.is_empty() && markers.is_empty() {
+        return;
+    }
+    spans.retain(|s| {
+        let inside = |&(start, end): &(usize, usize)| {
+            start <= s.start && s.end <= end && (s.start, s.end) != (start, end)
+        };
+        let touches_only = |&(start, end): &(usize, usize)| {
+            let overlaps = s.start < end && start < s.end;
+            let covers_more = s.start <= start && end <= s.end && (s.start, s.end) != (start, end);
+            overlaps && !covers_more
+        };
+        !identifiers.iter().any(inside) && !markers.iter().any(touches_only)
+    });
+}
+
+/// The byte ranges of the identifiers in `text`, each bounded by non-alphanumerics: UUIDs
+/// (8-4-4-4-12 hex digits, any case), W3C `traceparent` values (2-32-16-2 hex digits), and
+/// runs of 32, 40, 64 or 128 hex digits with at least one letter (trace ids, hashes, keys;
+/// an all-digit run is a number and keeps its detection).
+pub fn opaque_identifiers(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        // A marker is no identifier, and nothing inside it is one either.
+        if let Some(end) = marker_at(text, i) {
+            i = end;
+            continue;
+        }
+        if !at(text, i).is_ascii_alphanumeric() || before(text, i).is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        if let Some(end) = hex_groups_at(text, i, &[2, 32, 16, 2])
+            .or_else(|| hex_groups_at(text, i, &[8, 4, 4, 4, 12]))
+        {
+            out.push((i, end));
+            i = end;
+            continue;
+        }
+        let mut end = i;
+        while at(text, end).is_ascii_alphanumeric() {
+            end += 1;
+        }
+        let run = text.get(i..end).unwrap_or_default();
+        if matches!(run.len(), 32 | 40 | 64 | 128)
+            && run.iter().all(u8::is_ascii_hexdigit)
+            && run.iter().any(u8::is_ascii_alphabetic)
+        {
+            out.push((i, end));
+        }
+        i = end;
+    }
+    out
+}
+
+/// The byte ranges of the redaction markers in `text` (see [`marker_at`]).
+pub fn markers(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text.get(from..).and_then(|rest| {
+        rest.windows(MARKER_OPEN.len())
+            .position(|w| w == MARKER_OPEN)
+    }) {
+        let start = from + found;
+        match marker_at(text, start) {
+            Some(end) => {
+                out.push((start, end));
+                from = end;
+            }
+            None => from = start + 1,
+        }
+    }
+    out
+}
+
+const MARKER_OPEN: &[u8] = b"[REDACTED:";
+
+/// The end of a redaction marker starting at `i`: `[REDACTED:<name>]` or, in hash mode,
+/// `[REDACTED:<name>:<16 hex>]`, the name as detectors and patterns have it (a lower-case
+/// letter, then lower-case letters, digits and `_`). Opaque like an identifier, so that a
+/// later pass, or a user pattern such as `[A-Z]{8}`, does not redact inside one. The 16 hex
+/// digits must hold a letter, or a card number could hide in a forged marker; the one real
+/// pseudonym in 1,850 that is all digits is then scanned like any text, which leaks nothing.
+fn marker_at(text: &[u8], i: usize) -> Option<usize> {
+    let rest = text.get(i..)?.strip_prefix(MARKER_OPEN)?;
+    let name = rest
+        .iter()
+        .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'_')
+        .count();
+    if !(1..=32).contains(&name) || !rest.first()?.is_ascii_lowercase() {
+        return None;
+    }
+    let after_name = rest.get(name..)?;
+    let tail = match after_name.first()? {
+        b']' => 0,
+        b':' => {
+            let hex = after_name.get(1..17)?;
+            let hex_ok = hex
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+                && hex.iter().any(u8::is_ascii_lowercase);
+            (hex_ok && after_name.get(17) == Some(&b']')).then_some(17)?
+        }
+        _ => return None,
+    };
+    Some(i + MARKER_OPEN.len() + name + tail + 1)
+}
+
+/// The end of hex-digit groups of these lengths joined by `-` starting at `i`, if the text
+/// there is exactly that (bounded by a non-alphanumeric after it).
+fn hex_groups_at(text: &[u8], i: usize, lengths: &[usize]) -> Option<usize> {
+    let mut at_byte = i;
+    for (n, len) in lengths.iter().enumerate() {
+        if n > 0 {
+            if at(text, at_byte) != b'-' {
+                return None;
+            }
+            at_byte += 1;
+        }
+        let group = text.get(at_byte..at_byte + len)?;
+        if !group.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        at_byte += len;
+    }
+    (!at(text, at_byte).is_ascii_alphanumeric()).then_some(at_byte)
 }
 
 /// Orders spans and drops overlaps: an earlier or (at the same start) longer span wins.
@@ -189,7 +368,8 @@ impl Traits {
             Detector::Ipv6 => self.colons >= 2,
             Detector::Jwt => self.dots && self.letters, // "eyJ" and two dots
             Detector::Bearer => self.b_letters,
-            Detector::QueryParam => false,
+            Detector::NoBankAccount => self.digits >= 11,
+            Detector::QueryParam | Detector::Field | Detector::Body | Detector::Pattern(_) => false,
         }
     }
 }
@@ -297,9 +477,14 @@ struct Group {
 }
 
 /// Finds runs of digit groups joined by single spaces or dashes ("4111 1111 1111 1111",
-/// "2024 01010012356 5"), bounded by non-alphanumerics, and tests every window of whole groups
-/// that could hold the detector's value, so a neighbouring number cannot hide one.
+/// "2024 01010012356 5"; for bank accounts spaces or dots, "1234.56.78903"), bounded by
+/// non-alphanumerics, and tests every window of whole groups that could hold the detector's
+/// value, so a neighbouring number cannot hide one.
 fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
+    let joiners: &[u8] = match detector {
+        Detector::NoBankAccount => b" .",
+        _ => b" -",
+    };
     let mut groups: Vec<Group> = Vec::new();
     let mut i = 0;
     while i < text.len() {
@@ -315,7 +500,7 @@ fn scan_digit_groups(text: &[u8], out: &mut Vec<Span>, detector: Detector) {
                 end += 1;
             }
             groups.push(Group { start, end });
-            let joined = matches!(at(text, end), b' ' | b'-') && at(text, end + 1).is_ascii_digit();
+            let joined = joiners.contains(&at(text, end)) && at(text, end + 1).is_ascii_digit();
             if !joined {
                 break;
             }
@@ -394,6 +579,20 @@ fn window_matches(text: &[u8], window: &[Group], digits: &[u8], detector: Detect
         Detector::PaymentCard => {
             (window.len() == 1 || lengths().all(|n| (3..=6).contains(&n)))
                 && is_payment_card(digits)
+        }
+        // 11 digits together, or "XXXX XX XXXXX" / "XXXX.XX.XXXXX" (one kind of separator).
+        Detector::NoBankAccount => {
+            let shape_ok = match window {
+                [_] => true,
+                [a, b, c] => {
+                    a.end - a.start == 4
+                        && b.end - b.start == 2
+                        && c.end - c.start == 5
+                        && at(text, a.end) == at(text, b.end)
+                }
+                _ => false,
+            };
+            digits.len() == 11 && shape_ok && is_norwegian_bank_account(digits)
         }
         // 11 digits together, or "DDMMYY IIIKK" (space or dash).
         Detector::NoNationalId => {
@@ -494,11 +693,21 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 /// the century) and both mod-11 control digits. From 2032 the first control digit may be
 /// computed with remainder 0, 1, 2 or 3 (Skatteetaten), so those are accepted too; the second
 /// control digit is unchanged, which is what makes every one-digit error fail.
+///
+/// Also an FH-number (felles hjelpenummer, Norsk Helsenett: patients without a known national
+/// id): 11 digits, the first 8 or 9, the others random (no date), with both control digits as
+/// in a fødselsnummer. Skatteetaten's 2032 rule is for fødselsnumre and D-numbers; FH-numbers
+/// keep the classic first control digit.
 pub fn is_norwegian_national_id(digits: &[u8]) -> bool {
     let [d1, d2, m1, m2, y1, y2, i1, i2, i3, k1, k2] = match <[u8; 11]>::try_from(digits) {
         Ok(d) => d,
         Err(_) => return false,
     };
+    let all = [d1, d2, m1, m2, y1, y2, i1, i2, i3, k1, k2];
+    let (first, second) = national_id_remainders(&all);
+    if d1 >= 8 {
+        return first == 0 && second == 0;
+    }
     let num = |a: u8, b: u8| u32::from(a) * 10 + u32::from(b);
     let mut day = num(d1, d2);
     let mut month = num(m1, m2);
@@ -521,19 +730,49 @@ pub fn is_norwegian_national_id(digits: &[u8]) -> bool {
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return false;
     }
-    let w1 = [3, 7, 6, 1, 8, 9, 4, 5, 2, 1];
-    let w2 = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
-    let all = [d1, d2, m1, m2, y1, y2, i1, i2, i3, k1, k2];
-    let weighted = |weights: &[u32]| -> u32 {
-        weights
-            .iter()
-            .zip(all.iter())
-            .map(|(w, d)| w * u32::from(*d))
-            .sum()
-    };
-    let first = weighted(&w1) % 11;
-    let second = weighted(&w2) % 11;
     first <= 3 && second == 0
+}
+
+/// The mod-11 remainders of a national id's two control sums (both 0 for a classic number).
+fn national_id_remainders(all: &[u8; 11]) -> (u32, u32) {
+    const W1: [u32; 10] = [3, 7, 6, 1, 8, 9, 4, 5, 2, 1];
+    const W2: [u32; 11] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
+    (weighted(&W1, all) % 11, weighted(&W2, all) % 11)
+}
+
+fn weighted(weights: &[u32], digits: &[u8]) -> u32 {
+    weights
+        .iter()
+        .zip(digits)
+        .map(|(w, d)| w * u32::from(*d))
+        .sum()
+}
+
+/// A Norwegian bank account number (kontonummer): 11 digits whose last is the mod-11 control
+/// digit of the first ten (weights 5, 4, 3, 2, 7, 6, 5, 4, 3, 2, which is [`mod11_valid`]'s
+/// 2..7 from the right).
+pub fn is_norwegian_bank_account(digits: &[u8]) -> bool {
+    digits.len() == 11 && mod11_valid(digits)
+}
+
+/// A mod-11 control digit as Norwegian account and KID numbers use it: the last digit is
+/// 11 minus the remainder of the others weighted 2, 3, 4, 5, 6, 7, 2, … from the right (11
+/// gives 0; 10 gives no valid number).
+pub fn mod11_valid(digits: &[u8]) -> bool {
+    let Some((&control, body)) = digits.split_last() else {
+        return false;
+    };
+    if body.is_empty() {
+        return false;
+    }
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .zip([2u32, 3, 4, 5, 6, 7].into_iter().cycle())
+        .map(|(d, w)| w * u32::from(*d))
+        .sum();
+    let expected = (11 - sum % 11) % 11;
+    expected < 10 && u32::from(control) == expected
 }
 
 // --- IBAN ------------------------------------------------------------------------------------------
@@ -631,14 +870,25 @@ pub fn is_iban(compact: &[u8]) -> bool {
     if expected != Some(compact.len()) || !compact.iter().all(u8::is_ascii_alphanumeric) {
         return false;
     }
-    // Move the first four characters to the end; letters count as 10..35.
-    let rearranged = compact.iter().skip(4).chain(compact.iter().take(4));
+    // Move the first four characters to the end.
+    mod97(
+        compact
+            .iter()
+            .skip(4)
+            .chain(compact.iter().take(4))
+            .copied(),
+    ) == 1
+}
+
+/// ISO 7064 MOD 97-10 remainder of letters and digits read as one number, letters counting
+/// as 10..35 (either case); other bytes are not expected.
+pub fn mod97(chars: impl Iterator<Item = u8>) -> u32 {
     let mut remainder: u32 = 0;
-    for &c in rearranged {
+    for c in chars {
         let value = if c.is_ascii_digit() {
             u32::from(c - b'0')
         } else {
-            u32::from(c.to_ascii_uppercase() - b'A') + 10
+            u32::from(c.to_ascii_uppercase().wrapping_sub(b'A')) % 26 + 10
         };
         remainder = if value >= 10 {
             (remainder * 100 + value) % 97
@@ -646,7 +896,7 @@ pub fn is_iban(compact: &[u8]) -> bool {
             (remainder * 10 + value) % 97
         };
     }
-    remainder == 1
+    remainder
 }
 
 fn iban_length(country: &[u8]) -> Option<usize> {

@@ -355,7 +355,7 @@ fn merge_orders_runs_and_joins_overlaps() {
         end,
         detector: Detector::Email,
     };
-    // Three scanners' ascending runs, as scan_all appends them.
+    // Three scanners' ascending runs, as scan_detectors appends them.
     let spans = vec![
         span(5, 8),
         span(10, 12),
@@ -375,4 +375,243 @@ fn merge_orders_runs_and_joins_overlaps() {
     let reversed: Vec<Span> = (0..200).rev().map(|i| span(i * 2, i * 2 + 1)).collect();
     let starts: Vec<usize> = merge(reversed).iter().map(|s| s.start).collect();
     assert_eq!(starts, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+}
+
+// --- identifiers are opaque ------------------------------------------------------------------------
+
+/// A small deterministic generator (xorshift64).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn hex(&mut self, n: usize, upper: bool) -> String {
+        (0..n)
+            .map(|_| {
+                let digit = char::from_digit((self.next() % 16) as u32, 16).unwrap_or('0');
+                if upper {
+                    digit.to_ascii_uppercase()
+                } else {
+                    digit
+                }
+            })
+            .collect()
+    }
+}
+
+fn random_uuid_v4(random: &mut Random, upper: bool) -> String {
+    let variant = ['8', '9', 'a', 'b'][(random.next() % 4) as usize];
+    let variant = if upper {
+        variant.to_ascii_uppercase()
+    } else {
+        variant
+    };
+    format!(
+        "{}-{}-4{}-{variant}{}-{}",
+        random.hex(8, upper),
+        random.hex(4, upper),
+        random.hex(3, upper),
+        random.hex(3, upper),
+        random.hex(12, upper)
+    )
+}
+
+#[test]
+fn nothing_is_found_inside_random_uuids_or_traceparents() {
+    let mut random = Random(0x9E37_79B9_7F4A_7C15);
+    for i in 0..100_000 {
+        let uuid = random_uuid_v4(&mut random, i % 2 == 1);
+        let traceparent = format!(
+            "00-{}-{}-0{}",
+            random.hex(32, false),
+            random.hex(16, false),
+            i % 2
+        );
+        for text in [uuid, traceparent] {
+            let spans = find_all(text.as_bytes(), ALL);
+            assert!(spans.is_empty(), "{text}: {spans:?}");
+        }
+    }
+}
+
+#[test]
+fn uuid_shaped_ids_whose_digit_groups_pass_a_check_are_left_whole() {
+    // Found by the card detector as a Maestro number before identifiers were opaque (the
+    // CI failure of test_each_request_yields_exactly_one_json_line...).
+    for id in [
+        "d25a5880-5014-4654-8437-60c1c5030b38",
+        "342a83a9-6922-4906-9737-7d65eff2ecd4",
+        "3822fbaa-6858-4040-9401-4ccd6a00a040",
+        // All-decimal groups, as some id generators make them.
+        "12345678-1234-1234-1234-123456789012",
+    ] {
+        for text in [id.to_string(), format!("id={id}&x=1"), format!("req-{id}")] {
+            assert!(find_all(text.as_bytes(), ALL).is_empty(), "{text}");
+        }
+    }
+    // The same digits outside an identifier's shape are still numbers.
+    assert_eq!(
+        found(
+            "d25a5880 5014 4654 8437 60c1c5030b38",
+            Detector::PaymentCard
+        ),
+        vec!["5014 4654 8437"]
+    );
+}
+
+#[test]
+fn hex_runs_with_a_letter_are_opaque_and_digit_runs_are_numbers() {
+    // Each length is an identifier; one hex digit more or less is not.
+    for len in [32, 40, 64, 128] {
+        let run = format!("a{}", "4111111111111111".repeat(8));
+        let text = format!("k={};", &run[..len]);
+        assert_eq!(
+            opaque_identifiers(text.as_bytes()),
+            vec![(2, 2 + len)],
+            "{len}"
+        );
+        for other in [len - 1, len + 1] {
+            let text = format!("k={};", &run[..other]);
+            assert_eq!(opaque_identifiers(text.as_bytes()), vec![], "{other}");
+        }
+    }
+    // Not one of the lengths: a hex run of 33 is not an identifier.
+    assert_eq!(
+        opaque_identifiers(format!("a{}", "1".repeat(32)).as_bytes()),
+        vec![]
+    );
+    // A card or a national id next to an identifier is still found, whole.
+    let text = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736 4111 1111 1111 1111 01010012356";
+    assert_eq!(
+        found(text, Detector::PaymentCard),
+        vec!["4111 1111 1111 1111"]
+    );
+    assert_eq!(found(text, Detector::NoNationalId), vec!["01010012356"]);
+    // Bounded by non-alphanumerics only: glued to a letter it is not an identifier.
+    assert_eq!(
+        opaque_identifiers(b"x4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
+        vec![]
+    );
+    assert_eq!(
+        opaque_identifiers(b"id=4BF92F35-77B3-4DA6-A3CE-929D0E0E4736;"),
+        vec![(3, 39)]
+    );
+}
+
+// --- FH-numbers ------------------------------------------------------------------------------------
+
+/// A valid FH-number from its first nine digits, or `None` when a control digit would be 10.
+fn fh_number(first_nine: &str) -> Option<String> {
+    let d: Vec<u32> = first_nine.bytes().map(|b| u32::from(b - b'0')).collect();
+    let w1 = [3, 7, 6, 1, 8, 9, 4, 5, 2];
+    let k1 = (11 - w1.iter().zip(&d).map(|(w, x)| w * x).sum::<u32>() % 11) % 11;
+    let w2 = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
+    let with_k1: Vec<u32> = d.iter().copied().chain([k1]).collect();
+    let k2 = (11 - w2.iter().zip(&with_k1).map(|(w, x)| w * x).sum::<u32>() % 11) % 11;
+    (k1 < 10 && k2 < 10).then(|| format!("{first_nine}{k1}{k2}"))
+}
+
+#[test]
+fn fh_numbers_are_found_and_their_near_misses_are_not() {
+    let mut random = Random(0x2545_F491_4F6C_DD1D);
+    let mut valid = Vec::new();
+    while valid.len() < 200 {
+        let nine = format!(
+            "{}{:08}",
+            8 + random.next() % 2,
+            random.next() % 100_000_000
+        );
+        if let Some(n) = fh_number(&nine) {
+            valid.push(n);
+        }
+    }
+    for n in &valid {
+        assert!(is_norwegian_national_id(&digits(n)), "{n}");
+        assert_eq!(
+            found(&format!("patient {n}."), Detector::NoNationalId),
+            vec![n.clone()]
+        );
+        let grouped = format!("{} {}", &n[..6], &n[6..]);
+        assert_eq!(
+            found(&grouped, Detector::NoNationalId),
+            vec![grouped.clone()]
+        );
+        // Every one-digit change fails a control digit.
+        for position in 0..11 {
+            for replacement in b'0'..=b'9' {
+                let mut miss = n.clone().into_bytes();
+                if miss[position] == replacement {
+                    continue;
+                }
+                miss[position] = replacement;
+                let miss = String::from_utf8(miss).unwrap();
+                if miss.starts_with('8') || miss.starts_with('9') {
+                    assert!(!is_norwegian_national_id(&digits(&miss)), "{miss}");
+                }
+            }
+        }
+    }
+    // The 2032 rule is for fødselsnumre: an FH-number's first control digit stays classic.
+    let n = &valid[0];
+    let d = digits(n);
+    let all: [u8; 11] = d.clone().try_into().unwrap();
+    assert_eq!(national_id_remainders(&all), (0, 0));
+}
+
+// --- Norwegian bank account numbers -------------------------------------------------------------
+
+fn bank_account(first_ten: &str) -> Option<String> {
+    let w = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
+    let sum: u32 = w
+        .iter()
+        .zip(first_ten.bytes())
+        .map(|(w, b)| w * u32::from(b - b'0'))
+        .sum();
+    let control = (11 - sum % 11) % 11;
+    (control < 10).then(|| format!("{first_ten}{control}"))
+}
+
+#[test]
+fn bank_accounts_in_their_printed_forms_only_when_asked_for() {
+    assert_eq!(bank_account("1234567890").as_deref(), Some("12345678903"));
+    for text in ["12345678903", "1234 56 78903", "1234.56.78903"] {
+        assert_eq!(
+            found(&format!("konto {text}"), Detector::NoBankAccount),
+            vec![text]
+        );
+        assert!(
+            find_all(text.as_bytes(), DEFAULT).is_empty() || text == "12345678903",
+            "off by default: {text}"
+        );
+    }
+    for text in [
+        "1234 56.78903",
+        "123 456 78903",
+        "12345678904",
+        "1234-56-78903",
+    ] {
+        assert!(found(text, Detector::NoBankAccount).is_empty(), "{text}");
+    }
+    assert!(!DEFAULT.contains(&Detector::NoBankAccount));
+    assert!(ALL.contains(&Detector::NoBankAccount));
+}
+
+/// The documented rate: about 1 in 11 random 11-digit numbers passes the single control digit.
+#[test]
+fn random_eleven_digit_numbers_pass_the_bank_account_check_one_time_in_eleven() {
+    let mut random = Random(0x1234_5678_9ABC_DEF1);
+    let n = 110_000;
+    let passing = (0..n)
+        .filter(|_| {
+            let number = format!("{:011}", random.next() % 100_000_000_000);
+            is_norwegian_bank_account(&digits(&number))
+        })
+        .count();
+    let rate = passing as f64 / n as f64;
+    assert!((0.085..0.097).contains(&rate), "{rate}");
 }

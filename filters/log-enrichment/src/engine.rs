@@ -2,9 +2,10 @@
 //! at the end of the stream the sampling decision and the redacted record. The adapter hands
 //! in what Envoy reports ([`Exchange`]) and writes out what this returns.
 
-use crate::config::{LogConfig, MAX_VALUES_PER_HEADER};
+use crate::config::{Body, LogConfig, MAX_VALUES_PER_HEADER};
 use crate::correlation::{self, parse_traceparent, Decision};
-use crate::detect::KINDS;
+use crate::detect::{Detector, KINDS};
+use crate::fields::{self, FieldRules};
 use crate::record::{rfc3339, Record, Value};
 use crate::redact::{split_authority, strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
 use crate::sampling::{self, Kept, Outcome};
@@ -60,7 +61,8 @@ pub struct FallbackView {
     pub trigger: Vec<u8>,
 }
 
-/// The first bytes of a body, with enough look-ahead to see a value crossing the limit whole.
+/// The first bytes of a body, with enough look-ahead to see a value crossing the limit whole
+/// (or, for a JSON body under field rules, up to `parse_max_bytes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyCapture {
     limit: usize,
@@ -69,12 +71,23 @@ pub struct BodyCapture {
     overflowed: bool,
     /// The body ended and all of it is in `bytes`.
     complete: bool,
+    /// A JSON media type: field rules apply.
+    json: bool,
 }
 
 impl BodyCapture {
     pub fn new(excerpt_bytes: usize) -> Self {
         BodyCapture {
             limit: excerpt_bytes + BODY_LOOKAHEAD,
+            ..BodyCapture::default()
+        }
+    }
+
+    /// A capture of a JSON body that field rules will read whole.
+    pub fn for_field_rules(rules: &FieldRules) -> Self {
+        BodyCapture {
+            limit: rules.parse_max_bytes,
+            json: true,
             ..BodyCapture::default()
         }
     }
@@ -133,18 +146,26 @@ struct Stats {
     sampled_out: Option<MetricId>,
     /// By kind, in the order of `KINDS` (`redactions.email`, …, `redactions.query_param`).
     redactions: [Option<MetricId>; KINDS.len()],
+    /// By user-defined pattern, in configured order (`redactions.<name>`).
+    pattern_redactions: Vec<Option<MetricId>>,
     generated: Option<MetricId>,
     replaced: Option<MetricId>,
 }
 
 impl Stats {
-    fn define<H: Host + ?Sized>(host: &H) -> Self {
+    fn define<H: Host + ?Sized>(host: &H, config: &LogConfig) -> Self {
         let counter =
             |name: &str| host.define_metric(MetricKind::Counter, &format!("breakwater.log.{name}"));
         Stats {
             records: counter("records"),
             sampled_out: counter("sampled_out"),
             redactions: KINDS.map(|d| counter(&format!("redactions.{}", d.name()))),
+            pattern_redactions: config
+                .redact
+                .patterns
+                .iter()
+                .map(|p| counter(&format!("redactions.{}", p.name)))
+                .collect(),
             generated: counter("correlation.generated"),
             replaced: counter("correlation.replaced"),
         }
@@ -163,7 +184,7 @@ impl Engine {
     pub fn new<H: Host + ?Sized>(config: LogConfig, host: &H) -> Self {
         Engine {
             redactor: Redactor::new(&config.redact),
-            stats: Stats::define(host),
+            stats: Stats::define(host, &config),
             config,
             workload: Vec::new(),
         }
@@ -221,10 +242,17 @@ impl Engine {
             return None;
         }
         let media_type = content_type?.split(|b| *b == b';').next()?.trim_ascii();
-        body.content_types
+        if !body
+            .content_types
             .iter()
             .any(|t| t.as_bytes().eq_ignore_ascii_case(media_type))
-            .then(|| BodyCapture::new(body.max_bytes))
+        {
+            return None;
+        }
+        Some(match &body.fields {
+            Some(rules) if is_json(media_type) => BodyCapture::for_field_rules(rules),
+            _ => BodyCapture::new(body.max_bytes),
+        })
     }
 
     /// End of stream: the record, or `None` when sampling drops the request.
@@ -260,7 +288,9 @@ impl Engine {
         let mut counts = Counts::default();
         let record = self.build(exchange, request_id, correlation, kept, &mut counts);
         bump(host, self.stats.records);
-        for (count, id) in counts.by_kind.iter().zip(self.stats.redactions.iter()) {
+        let by_kind = counts.by_kind.iter().zip(self.stats.redactions.iter());
+        let by_pattern = counts.by_pattern.iter().zip(&self.stats.pattern_redactions);
+        for (count, id) in by_kind.chain(by_pattern) {
             if let (true, Some(id)) = (*count > 0, id) {
                 host.add_metric(*id, i64::from(*count));
             }
@@ -388,16 +418,7 @@ impl Engine {
                 ("http.response.body.excerpt", &exchange.response_body),
             ] {
                 if let Some(capture) = capture.as_ref().filter(|c| !c.bytes.is_empty()) {
-                    let bytes = if capture.complete {
-                        capture.bytes.as_slice()
-                    } else {
-                        strip_partial_tail(&capture.bytes)
-                    };
-                    let mut text = redactor.text(bytes, body.max_bytes, counts);
-                    if !capture.complete && !text.ends_with('…') {
-                        text.push('…');
-                    }
-                    r.str(field, text);
+                    r.str(field, self.body_excerpt(body, capture, counts));
                 }
             }
         }
@@ -450,6 +471,43 @@ impl Engine {
         r
     }
 
+    /// A body's excerpt: its first `max_bytes`, redacted, or for a JSON body under field rules
+    /// the rules' rewrite of it (`[REDACTED:body]` when it cannot be read whole).
+    fn body_excerpt(&self, body: &Body, capture: &BodyCapture, counts: &mut Counts) -> String {
+        let redactor = &self.redactor;
+        if let (Some(rules), true) = (&body.fields, capture.json) {
+            let limit = body.max_bytes + BODY_LOOKAHEAD;
+            let mut scrub = Scrubber { redactor, counts };
+            return match capture
+                .complete
+                .then(|| fields::rewrite(&capture.bytes, rules, limit, &mut scrub))
+                .flatten()
+            {
+                Some(rewritten) => {
+                    counts.add(Detector::Field, rewritten.redacted);
+                    let mut text = String::with_capacity(rewritten.json.len());
+                    crate::redact::push_lossy(&mut text, &rewritten.json);
+                    crate::redact::cap(&mut text, body.max_bytes);
+                    text
+                }
+                None => {
+                    counts.add(Detector::Body, 1);
+                    format!("[REDACTED:{}]", Detector::Body.name())
+                }
+            };
+        }
+        let bytes = if capture.complete {
+            capture.bytes.as_slice()
+        } else {
+            strip_partial_tail(&capture.bytes)
+        };
+        let mut text = redactor.text(bytes, body.max_bytes, counts);
+        if !capture.complete && !text.ends_with('…') {
+            text.push('…');
+        }
+        text
+    }
+
     /// `<prefix><name>`: every value of each listed header (up to a limit), redacted.
     fn push_headers(
         &self,
@@ -483,6 +541,32 @@ impl Engine {
             );
         }
     }
+}
+
+/// The redactor as JSON field rules use it: each key, string and number on its own.
+pub(crate) struct Scrubber<'a> {
+    pub redactor: &'a Redactor,
+    pub counts: &'a mut Counts,
+}
+
+impl fields::Scrub for Scrubber<'_> {
+    fn scrub(&mut self, value: &str, key: &str) -> Option<String> {
+        self.redactor
+            .scrub(value.as_bytes(), key.as_bytes(), self.counts)
+    }
+
+    fn mask(&mut self, value: &[u8], out: &mut Vec<u8>) {
+        self.redactor.mask_field(value, out);
+    }
+}
+
+/// A JSON media type (`application/json`, `application/problem+json`): field rules apply.
+fn is_json(media_type: &[u8]) -> bool {
+    media_type.eq_ignore_ascii_case(b"application/json")
+        || media_type.len() > 5
+            && media_type
+                .get(media_type.len() - 5..)
+                .is_some_and(|suffix| suffix.eq_ignore_ascii_case(b"+json"))
 }
 
 #[cfg(test)]

@@ -547,3 +547,250 @@ fn authorities() {
         (&b"host:notaport"[..], None)
     );
 }
+
+/// A whole body, captured the way the adapter would for this engine and content type.
+fn captured(engine: &Engine, content_type: &str, payload: &str) -> BodyCapture {
+    let mut capture = engine
+        .body_capture(Some(content_type.as_bytes()), None)
+        .unwrap();
+    let wanted = capture.wanted(payload.len());
+    capture.add(&payload.as_bytes()[..wanted], payload.len(), true);
+    capture
+}
+
+#[test]
+fn field_rules_mask_and_keep_json_bodies_and_fail_closed() {
+    let (engine, host) = engine(
+        r#"{"body": {"max_bytes": 200, "content_types": ["application/json", "application/problem+json", "text/plain"],
+            "redact_fields": ["customer.ssn", "items[].card"], "keep_fields": ["customer", "items[].sku"], "parse_max_bytes": 256}}"#,
+    );
+    let payload = format!(
+        r#"{{"customer": {{"name": "Ola", "ssn": "x", "mail": "ola@example.no"}}, "items": [{{"sku": "A1", "card": "{CARD}", "qty": 2}}], "secret": "s3cret"}}"#
+    );
+    let mut ex = exchange("/");
+    ex.request_body = Some(captured(
+        &engine,
+        "application/json; charset=utf-8",
+        &payload,
+    ));
+    ex.response_body = Some(captured(
+        &engine,
+        "application/problem+json",
+        r#"{"detail": "no"}"#,
+    ));
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    assert_eq!(
+        text(&doc, "http.request.body.excerpt"),
+        r#"{"customer":{"name":"Ola","ssn":"[REDACTED:field]","mail":"[REDACTED:email]"},"items":[{"sku":"A1","card":"[REDACTED:field]","qty":"[number]"}],"secret":"[string]"}"#
+    );
+    assert_eq!(
+        text(&doc, "http.response.body.excerpt"),
+        r#"{"detail":"[string]"}"#
+    );
+    assert_eq!(host.metric("breakwater.log.redactions.field"), 2);
+    assert_eq!(host.metric("breakwater.log.redactions.email"), 1);
+    assert_eq!(
+        field(&doc, "breakwater.redactions").and_then(Json::as_u64),
+        Some(3)
+    );
+
+    // Invalid JSON, or longer than parse_max_bytes: nothing of it is logged.
+    for payload in [
+        format!(r#"{{"ssn": "{FNR}""#),
+        format!(r#"{{"a": "{}"}}"#, "b".repeat(300)),
+    ] {
+        let mut ex = exchange("/");
+        ex.request_body = Some(captured(&engine, "application/json", &payload));
+        let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+        assert_eq!(
+            text(&doc, "http.request.body.excerpt"),
+            "[REDACTED:body]",
+            "{payload}"
+        );
+    }
+    assert_eq!(host.metric("breakwater.log.redactions.body"), 2);
+
+    // Bodies of other types get the detectors only, as without field rules.
+    let mut ex = exchange("/");
+    ex.request_body = Some(captured(&engine, "text/plain", &format!("ssn {FNR} {{")));
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    assert_eq!(
+        text(&doc, "http.request.body.excerpt"),
+        "ssn [REDACTED:no_national_id] {"
+    );
+}
+
+#[test]
+fn field_rules_read_up_to_parse_max_bytes_and_log_max_bytes_of_the_result() {
+    let (engine, host) =
+        engine(r#"{"body": {"max_bytes": 40, "redact_fields": ["ssn"], "parse_max_bytes": 4096}}"#);
+    let capture = engine
+        .body_capture(Some(b"application/json"), None)
+        .unwrap();
+    assert_eq!(
+        capture.wanted(10_000),
+        4096,
+        "reads the whole bound, not max_bytes"
+    );
+    let payload = format!(
+        r#"{{"ssn": "{FNR}", "list": [{}]}}"#,
+        vec!["1"; 1000].join(", ")
+    );
+    assert!(payload.len() < 4096);
+    let mut ex = exchange("/");
+    ex.request_body = Some(captured(&engine, "application/json", &payload));
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    let excerpt = text(&doc, "http.request.body.excerpt");
+    assert!(
+        excerpt.starts_with(r#"{"ssn":"[REDACTED:field]","list":[1,1"#),
+        "{excerpt}"
+    );
+    assert!(
+        excerpt.ends_with('…') && excerpt.len() <= 40 + '…'.len_utf8(),
+        "{excerpt}"
+    );
+    // Without field rules the excerpt limit decides how much is read, as before.
+    let (plain, _) = self::engine(r#"{"body": {"max_bytes": 40}}"#);
+    let capture = plain.body_capture(Some(b"application/json"), None).unwrap();
+    assert_eq!(capture.wanted(10_000), 40 + BODY_LOOKAHEAD);
+}
+
+#[test]
+fn hash_mode_pseudonymises_masked_fields() {
+    let (engine, host) = engine(
+        r#"{"redact": {"mode": "hash", "hmac_key": "0123456789abcdef"}, "body": {"redact_fields": ["ssn"]}}"#,
+    );
+    let excerpt = |payload: &str| {
+        let mut ex = exchange("/");
+        ex.request_body = Some(captured(&engine, "application/json", payload));
+        let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+        text(&doc, "http.request.body.excerpt").to_string()
+    };
+    let a = excerpt(r#"{"ssn": "x-1"}"#);
+    assert!(a.starts_with(r#"{"ssn":"[REDACTED:field:"#), "{a}");
+    assert_eq!(
+        a,
+        excerpt(r#"{ "ssn" : "x-1" }"#),
+        "the same value, the same pseudonym"
+    );
+    assert_ne!(a, excerpt(r#"{"ssn": "x-2"}"#));
+}
+
+#[test]
+fn user_patterns_are_counted_under_their_names() {
+    let (engine, host) = engine(
+        r#"{"request_headers": ["x-customer"], "redact": {"patterns": [
+            {"name": "customer_no", "regex": "\\bK-\\d{6}\\b", "keywords": ["kunde"]},
+            {"name": "ticket", "regex": "TCK\\d{4}"}]}}"#,
+    );
+    let mut ex = exchange("/tickets/TCK1234/K-123456?kunde=K-654321");
+    ex.request_headers.push(h(
+        "x-customer",
+        "kunde K-111111, and further on in this note K-222222",
+    ));
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    assert_eq!(
+        text(&doc, "url.path"),
+        "/tickets/[REDACTED:ticket]/K-123456"
+    );
+    assert_eq!(text(&doc, "url.query"), "kunde=[REDACTED:customer_no]");
+    assert_eq!(
+        field(&doc, "http.request.header.x-customer"),
+        Some(&serde_json::json!([
+            "kunde [REDACTED:customer_no], and further on in this note K-222222"
+        ]))
+    );
+    assert_eq!(host.metric("breakwater.log.redactions.customer_no"), 2);
+    assert_eq!(host.metric("breakwater.log.redactions.ticket"), 1);
+    assert_eq!(
+        field(&doc, "breakwater.redactions").and_then(Json::as_u64),
+        Some(3)
+    );
+}
+
+/// The README's examples of user-defined detectors and JSON body field rules, run as written.
+#[test]
+fn the_readme_examples_of_patterns_and_field_rules_hold() {
+    let readme = include_str!("../../../README.md");
+    let block_after = |heading: &str| -> String {
+        let section = &readme[readme.find(heading).unwrap()..];
+        let block = &section[section.find("```json\n").unwrap() + 8..];
+        format!("{{{}}}", &block[..block.find("```").unwrap()])
+    };
+    let redact = block_after("#### User-defined detectors");
+    let body = block_after("#### JSON body field rules");
+    let config = format!(
+        "{{{}, {}}}",
+        &redact[1..redact.len() - 1],
+        &body[1..body.len() - 1]
+    );
+    let (engine, host) = engine(&config);
+
+    let query_in = "kundenr=12345607&sak=SAK-2026-000123";
+    let query_out = "kundenr=[REDACTED:customer_no]&sak=[REDACTED:case_ref]";
+    assert!(readme.contains(&format!("`GET /orders?{query_in}`")));
+    assert!(readme.contains(&format!("`{query_out}`")));
+    let doc = json_of(
+        &engine
+            .finish(&host, &exchange(&format!("/orders?{query_in}")), &kept("c"))
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "url.query"), query_out);
+    for left_alone in ["kundenr=12345608", "q=ordre%2012345607"] {
+        let doc = json_of(
+            &engine
+                .finish(
+                    &host,
+                    &exchange(&format!("/orders?{left_alone}")),
+                    &kept("c"),
+                )
+                .unwrap(),
+        );
+        assert_eq!(text(&doc, "url.query"), left_alone);
+    }
+
+    let unwrap = |s: &str| s.replace('\n', " ");
+    let body_in = r#"{"customer": {"name": "Ola", "ssn": "01010012356", "mail": "ola@example.no"}, "items": [{"sku": "A1", "card": "4111111111111111", "qty": 2}], "note": "call me"}"#;
+    let body_out = r#"{"customer":{"name":"Ola","ssn":"[REDACTED:field]","mail":"[REDACTED:email]"},"items":[{"sku":"A1","card":"[REDACTED:field]","qty":"[number]"}],"note":"[string]"}"#;
+    assert!(unwrap(readme).contains(&format!("`{body_in}`")));
+    assert!(readme.contains(&format!("`{body_out}`")));
+    let mut ex = exchange("/");
+    ex.request_body = Some(captured(&engine, "application/json", body_in));
+    let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+    assert_eq!(text(&doc, "http.request.body.excerpt"), body_out);
+}
+
+#[test]
+fn in_json_bodies_under_field_rules_a_members_key_is_its_values_keyword_context() {
+    let patterns = r#""redact": {"patterns": [{"name": "customer_no", "regex": "\\b\\d{8}\\b", "keywords": ["kundenr"]}]}"#;
+    // "ordre" stands more than 30 bytes after the keyword, in the text too.
+    let payload = r#"{"kundenr": 12345678, "filler": "abcdefghijklmnopqrstuvwxyz", "ordre": 12345678, "note": "kundenr 87654321"}"#;
+    for body in [
+        r#""body": {}"#,
+        r#""body": {"redact_fields": ["password"]}"#,
+    ] {
+        let (engine, host) = engine(&format!("{{{patterns}, {body}}}"));
+        let mut ex = exchange("/");
+        ex.request_body = Some(captured(&engine, "application/json", payload));
+        let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+        let excerpt = text(&doc, "http.request.body.excerpt");
+        assert_eq!(
+            excerpt.matches("[REDACTED:customer_no]").count(),
+            2,
+            "{body}: {excerpt}"
+        );
+        assert!(
+            excerpt.contains("kundenr [REDACTED:customer_no]"),
+            "{body}: {excerpt}"
+        );
+        assert!(
+            excerpt.contains("12345678"),
+            "ordre has no keyword: {excerpt}"
+        );
+        assert_eq!(
+            host.metric("breakwater.log.redactions.customer_no"),
+            2,
+            "{body}"
+        );
+    }
+}

@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: the JSON configuration and its validation.
 //! - [`detect`]: validating detectors (cards, IBANs, national ids, e-mail, IPs, tokens).
+//! - [`patterns`]: user-defined detectors (a regex, a checksum, keywords).
+//! - [`fields`]: field rules for JSON body excerpts.
 //! - [`redact`]: masking, keyed pseudonyms, IP truncation, URL-aware redaction, length caps.
 //! - [`correlation`]: correlation ids and W3C trace context.
 //! - [`sampling`]: consistent sampling on the request id with always-kept classes.
@@ -16,6 +18,8 @@ pub mod config;
 pub mod correlation;
 pub mod detect;
 pub mod engine;
+pub mod fields;
+pub mod patterns;
 pub mod record;
 pub mod redact;
 pub mod sampling;

@@ -6,30 +6,47 @@
 //! redacted. Output is valid UTF-8 (invalid input bytes become U+FFFD) and capped in length.
 
 use crate::config::{Mode, Redaction};
-use crate::detect::{merge, parse_ipv4, parse_ipv6, scan_all, Detector, Span, KINDS};
+use crate::detect::{
+    keep_identifiers_whole, merge, parse_ipv4, parse_ipv6, scan_detectors, Detector, Span, KINDS,
+};
+use crate::patterns::{scan_patterns, UserPattern, MAX_PATTERNS};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::borrow::Cow;
 
-/// Redactions per kind (the detectors and listed parameters) for one record.
+/// Redactions per kind (the detectors, listed parameters, field rules and user patterns) for
+/// one record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Indexed by `Detector as usize`, in the order of [`KINDS`].
+    /// In the order of [`KINDS`].
     pub by_kind: [u32; KINDS.len()],
+    /// In the order of `redact.patterns`.
+    pub by_pattern: [u32; MAX_PATTERNS],
 }
 
 impl Counts {
     pub fn total(&self) -> u32 {
-        self.by_kind.iter().sum()
+        self.by_kind.iter().chain(&self.by_pattern).sum()
     }
 
     pub fn of(&self, kind: Detector) -> u32 {
-        self.by_kind.get(kind as usize).copied().unwrap_or(0)
+        self.slot(kind).map_or(0, |n| n)
     }
 
-    fn add(&mut self, kind: Detector) {
-        if let Some(slot) = self.by_kind.get_mut(kind as usize) {
-            *slot += 1;
+    fn slot(&self, kind: Detector) -> Option<u32> {
+        match kind {
+            Detector::Pattern(i) => self.by_pattern.get(usize::from(i)).copied(),
+            _ => kind.index().and_then(|i| self.by_kind.get(i)).copied(),
+        }
+    }
+
+    pub fn add(&mut self, kind: Detector, n: u32) {
+        let slot = match kind {
+            Detector::Pattern(i) => self.by_pattern.get_mut(usize::from(i)),
+            _ => kind.index().and_then(|i| self.by_kind.get_mut(i)),
+        };
+        if let Some(slot) = slot {
+            *slot += n;
         }
     }
 }
@@ -55,6 +72,7 @@ enum Form {
 
 pub struct Redactor {
     detectors: Vec<Detector>,
+    patterns: Vec<UserPattern>,
     query_params: Vec<String>,
     key: Option<Vec<u8>>,
     pub max_value_bytes: usize,
@@ -66,7 +84,15 @@ const MAX_EXTRA_PASSES: usize = 3;
 impl Redactor {
     pub fn new(config: &Redaction) -> Self {
         Redactor {
-            detectors: config.detectors.clone(),
+            // In a fixed order, not the configured one: where two detectors find the same
+            // value (every fødselsnummer also passes the kontonummer check), the first in
+            // `KINDS` names it, so its stat and pseudonym do not depend on the list's order.
+            detectors: KINDS
+                .iter()
+                .copied()
+                .filter(|k| config.detectors.contains(k))
+                .collect(),
+            patterns: config.patterns.clone(),
             query_params: config.query_params.clone(),
             key: match &config.mode {
                 Mode::Mask => None,
@@ -80,23 +106,32 @@ impl Redactor {
     /// revealed something, the text is logged decoded, with the values redacted.
     pub fn text(&self, input: &[u8], max: usize, counts: &mut Counts) -> String {
         let mut out = String::with_capacity(input.len().min(max) + 16);
-        self.layers(input, true, Form::Text, counts, &mut out);
+        self.layers(input, b"", true, Form::Text, counts, &mut out);
         cap(&mut out, max);
         out
+    }
+
+    /// `value` as it is to be logged (uncut), or `None` when nothing in it was redacted.
+    /// `context` stood before it (a JSON member's key): the patterns' keywords count there too.
+    pub fn scrub(&self, value: &[u8], context: &[u8], counts: &mut Counts) -> Option<String> {
+        let found_before = counts.total();
+        let mut out = String::with_capacity(value.len() + 16);
+        self.layers(value, context, true, Form::Text, counts, &mut out);
+        (counts.total() > found_before).then_some(out)
     }
 
     /// Whether the detectors or the parameter rule find anything in `text` (as sent or decoded).
     pub fn finds_anything(&self, text: &[u8]) -> bool {
         let mut counts = Counts::default();
         let mut out = String::new();
-        self.layers(text, true, Form::Text, &mut counts, &mut out);
+        self.layers(text, b"", true, Form::Text, &mut counts, &mut out);
         counts.total() > 0
     }
 
     /// A URL path (no query).
     pub fn path(&self, raw: &[u8], counts: &mut Counts) -> String {
         let mut out = String::with_capacity(raw.len());
-        self.layers(raw, false, Form::Url, counts, &mut out);
+        self.layers(raw, b"", false, Form::Url, counts, &mut out);
         cap(&mut out, self.max_value_bytes);
         out
     }
@@ -119,16 +154,19 @@ impl Redactor {
                 ),
                 None => (pair, None),
             };
-            self.layers(name, true, Form::Url, counts, &mut out);
+            self.layers(name, b"", true, Form::Url, counts, &mut out);
             if let Some(value) = value {
                 out.push('=');
-                if !value.is_empty() && self.is_listed(&percent_decode(name, true)) {
-                    counts.add(Detector::QueryParam);
+                let name = percent_decode(name, true);
+                if !value.is_empty() && self.is_listed(&name) {
+                    counts.add(Detector::QueryParam, 1);
                     let mut marker = Vec::new();
                     self.mask("query_param", &percent_decode(value, true), &mut marker);
                     push_lossy(&mut out, &marker);
                 } else {
-                    self.layers(value, true, Form::Url, counts, &mut out);
+                    // The parameter's name stands before its value for the patterns'
+                    // keywords (`kundenr=12345678`).
+                    self.layers(value, &name, true, Form::Url, counts, &mut out);
                 }
             }
             match (separator, split) {
@@ -171,16 +209,18 @@ impl Redactor {
 
     /// Redacts `raw` as sent, then percent-decoded up to [`DECODE_LEVELS`] times. The deepest
     /// level that found something is written (its decoded text in `form`); if no level found
-    /// anything, `raw` is kept as sent.
+    /// anything, `raw` is kept as sent. `before` is text that stood before `raw` (a query
+    /// parameter's name), where the patterns' keywords are looked for too.
     fn layers(
         &self,
         raw: &[u8],
+        before: &[u8],
         plus_is_space: bool,
         form: Form,
         counts: &mut Counts,
         out: &mut String,
     ) {
-        let sent = self.redact_once(raw, counts);
+        let sent = self.redact_once(raw, before, counts);
         let mut layer: Cow<'_, [u8]> = match &sent {
             Some(redacted) => Cow::Borrowed(redacted.as_slice()),
             None => Cow::Borrowed(raw),
@@ -190,7 +230,7 @@ impl Redactor {
             let Cow::Owned(decoded) = percent_decode(&layer, plus_is_space) else {
                 break; // nothing left to decode
             };
-            layer = match self.redact_once(&decoded, counts) {
+            layer = match self.redact_once(&decoded, before, counts) {
                 Some(redacted) => {
                     decoded_hit = Some(redacted.clone());
                     Cow::Owned(redacted)
@@ -207,14 +247,14 @@ impl Redactor {
     }
 
     /// `text` with every detection replaced, or `None` when there is none.
-    fn redact_once(&self, text: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
-        let mut out = self.redact_pass(text, counts)?;
+    fn redact_once(&self, text: &[u8], before: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
+        let mut out = self.redact_pass(text, before, counts)?;
         // A replacement can change what its neighbours look like to the detectors (the rest of
         // a token, now standing alone, reads as an address). Redacting the result again until
         // nothing changes (bounded; almost always one extra scan that finds nothing) makes a
         // logged value a fixed point: redacting it again changes nothing.
         for _ in 0..MAX_EXTRA_PASSES {
-            match self.redact_pass(&out, counts) {
+            match self.redact_pass(&out, before, counts) {
                 Some(again) if again != out => out = again,
                 _ => break,
             }
@@ -222,9 +262,11 @@ impl Redactor {
         Some(out)
     }
 
-    fn redact_pass(&self, text: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
+    fn redact_pass(&self, text: &[u8], before: &[u8], counts: &mut Counts) -> Option<Vec<u8>> {
         let mut spans = Vec::new();
-        scan_all(text, &self.detectors, &mut spans);
+        scan_detectors(text, &self.detectors, &mut spans);
+        scan_patterns(&self.patterns, text, before, &mut spans);
+        keep_identifiers_whole(text, &mut spans);
         self.param_spans(text, &mut spans);
         if spans.is_empty() {
             return None;
@@ -236,7 +278,7 @@ impl Redactor {
             out.extend_from_slice(text.get(at..span.start).unwrap_or_default());
             let value = text.get(span.start..span.end).unwrap_or_default();
             self.replacement(span.detector, value, &mut out);
-            counts.add(span.detector);
+            counts.add(span.detector, 1);
             at = span.end;
         }
         out.extend_from_slice(text.get(at..).unwrap_or_default());
@@ -306,8 +348,21 @@ impl Redactor {
                 Some(segments) => out.extend_from_slice(truncated_ipv6(segments).as_bytes()),
                 None => self.mask(detector.name(), value, out),
             },
+            Detector::Pattern(i) => match self.patterns.get(usize::from(i)) {
+                Some(pattern) => match pattern.validate {
+                    Some(checksum) => self.mask(&pattern.name, &checksum.normalize(value), out),
+                    None => self.mask(&pattern.name, value, out),
+                },
+                None => self.mask(detector.name(), value, out),
+            },
             _ => self.mask(detector.name(), &normalize(detector, value), out),
         }
+    }
+
+    /// The replacement of a JSON body field's value (given as compact JSON) that
+    /// `body.redact_fields` names.
+    pub fn mask_field(&self, value: &[u8], out: &mut Vec<u8>) {
+        self.mask(Detector::Field.name(), value, out);
     }
 
     /// `[REDACTED:<what>]`, or with a key `[REDACTED:<what>:<pseudonym>]`.
@@ -522,3 +577,7 @@ pub fn strip_partial_tail(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 #[path = "redact_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "recall_tests.rs"]
+mod recall_tests;
