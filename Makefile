@@ -137,8 +137,9 @@ SOAK_OUT ?= dist/soak
 soak: build envoy $(CLI) $(VENV)/.bench-requirements ## soak under a flapping upstream (DURATION=10m): $(SOAK_OUT)/soak.json, soak.svg
 	ENVOY=$(ENVOY_BIN) $(PYTHON) -m tests.soak --duration $(DURATION) --out $(SOAK_OUT)
 
-# Benchmark tools: wrk and valgrind from Debian (installed if missing and apt-get is there),
-# oha from crates.io (into .tools/), matplotlib for the plots (into .venv).
+# Benchmark tools: wrk, valgrind, h2load and nghttpd (nghttp2-client, nghttp2-server: the gRPC
+# comparison) from Debian (installed if missing and apt-get is there), oha from crates.io (into
+# .tools/), matplotlib for the plots (into .venv).
 OHA_VERSION := 1.16.0
 OHA := $(TOOLS)/oha-$(OHA_VERSION)/bin/oha
 
@@ -150,10 +151,10 @@ $(VENV)/.bench-requirements: bench/requirements.txt | $(VENV)/.requirements
 	@touch $@
 
 bench-tools: $(OHA) $(VENV)/.bench-requirements
-	@missing=""; for t in wrk valgrind taskset; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in wrk valgrind taskset h2load nghttp nghttpd; do command -v $$t >/dev/null || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	  if [ -n "$$missing" ]; then \
-	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk valgrind util-linux; \
-	    else sudo apt-get update -qq && sudo apt-get install -y -qq wrk valgrind util-linux; fi; fi
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk valgrind util-linux nghttp2-client nghttp2-server; \
+	    else sudo apt-get update -qq && sudo apt-get install -y -qq wrk valgrind util-linux nghttp2-client nghttp2-server; fi; fi
 
 dist/bench/empty_filter.wasm: bench/empty-filter/src/lib.rs bench/empty-filter/Cargo.toml Cargo.toml Cargo.lock $(TOOLS)/.target-wasm32-wasip1 $(WASM_OPT)
 	cargo build --release --locked --target wasm32-wasip1 -p empty-filter

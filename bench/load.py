@@ -1,6 +1,7 @@
 """Load generators and Envoy-side measurements for the benchmarks.
 
-- throughput: `wrk` (Debian), closed loop at saturation;
+- throughput: `wrk` (Debian), closed loop at saturation; over HTTP/2 (gRPC), `h2load` (Debian
+  nghttp2-client), also closed loop, several streams per connection;
 - latency: `oha` (crates.io), open loop at a fixed rate with `--latency-correction`, so a
   stalled server is charged for the requests that should have been sent meanwhile
   (coordinated omission);
@@ -27,10 +28,17 @@ LOAD_CPU = "1"
 ENVOY_CPU = "0"
 
 
+def which(tool: str) -> str | None:
+    """The tool's path; also from the sbin directories (Debian's nghttpd is /usr/sbin/nghttpd, not
+    on an ordinary user's PATH)."""
+    return shutil.which(tool) or shutil.which(tool, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
 def require_tools() -> None:
-    missing = [tool for tool in ("wrk", "taskset", "valgrind") if not shutil.which(tool)]
+    missing = [tool for tool in ("wrk", "taskset", "valgrind", "h2load", "nghttp", "nghttpd") if not which(tool)]
     if missing:
-        raise SystemExit(f"make bench needs {', '.join(missing)} (Debian: apt-get install wrk util-linux valgrind)")
+        raise SystemExit(f"make bench needs {', '.join(missing)} "
+                         "(Debian: apt-get install wrk util-linux valgrind nghttp2-client nghttp2-server)")  # fmt: skip
     if not OHA.exists():
         raise SystemExit(f"{OHA} is missing: make bench installs it (cargo install oha)")
 
@@ -50,6 +58,28 @@ def wrk(url: str, headers: dict[str, str], seconds: float, connections: int, exp
     if bool(errors) != (expect_status >= 300) or "Socket errors" in out:
         raise RuntimeError(f"wrk on {url} expected status {expect_status}:\n{out}")
     return float(match.group(1))
+
+
+def h2load(url: str, headers: dict[str, str], data: Path, seconds: float | None = None, connections: int = 1,
+           streams: int = 1, warm_up: float = 0, requests: int = 1) -> float:
+    """Requests per second over HTTP/2, closed loop: `connections` connections with `streams`
+    concurrent streams each, each request a POST of `data`, for `seconds` after `warm_up` (or
+    `requests` in all). An http:// URL is h2c with prior knowledge. Fails unless every request
+    got a 2xx answer."""
+    timing = ["-D", f"{seconds:g}", *(["--warm-up-time", f"{warm_up:g}"] if warm_up else [])] if seconds else ["-n", str(requests)]
+    command = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{connections}", f"-m{streams}", *timing, "-d", str(data),
+               *header_args("-H", headers), url]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=(seconds or 0) + warm_up + 30, check=True).stdout
+    rate = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
+    counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not (rate and counts and codes):
+        raise RuntimeError(f"h2load printed no rate, request counts or status codes:\n{out}")
+    _, _, _, succeeded, failed, errored, timed_out = map(int, counts.groups())
+    ok, *other = map(int, codes.groups())
+    if failed or errored or timed_out or any(other) or not ok or ok != succeeded:
+        raise RuntimeError(f"h2load on {url}: a request failed or was not answered with a 2xx:\n{out}")
+    return float(rate.group(1))
 
 
 @dataclass

@@ -132,6 +132,8 @@ def markdown(results: dict) -> str:
             f"| {s['success_rate'] * 100:.1f} % | {fmt_opt(s.get('time_to_open_ms'), '{} ms')} "
             f"| {fmt_opt(s.get('requests_before_open'), '{}')} | {reached} | {fmt_opt(s.get('recovery_after_heal_ms'), '{} ms')} |"
         )
+    if "grpc" in results:  # results.json from before the gRPC comparison has none
+        lines += grpc_section(results["grpc"], m)
     lines += ["", "## Modules", "", "| module | bytes |", "|---|---|"]
     lines += [f"| {name} | {size} |" for name, size in results["module_bytes"].items()]
     instructions = results.get("instructions", {})
@@ -141,6 +143,43 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {s['measured']:.0f} | {fmt_opt(s.get('stored'), '{:.0f}')} | {fmt_opt(s.get('change'), '{:+.2%}')} |")
     lines += ["", "![throughput](plots/throughput.svg)", "", "![latency](plots/latency.svg)", "", "![outage](plots/outage.svg)", ""]
     return "\n".join(lines)
+
+
+def grpc_section(g: dict, machine: dict) -> list[str]:
+    method, variants = g["method"], g["variants"]
+    measured = g.get("measured", {})
+    when = ""  # a gRPC run added to older results says when and on what it ran
+    if measured and (measured["commit"], measured["date"][:10]) != (machine["commit"], machine["date"][:10]):
+        when = f" Measured apart from the figures above: {measured['date']}, commit `{measured['commit']}`."
+
+    def per_round(a: str, b: str, metric: str, op) -> list[float]:
+        return [op(x, y) for x, y in zip(variants[a][metric], variants[b][metric]) if y]
+
+    lines = [
+        "",
+        "## gRPC unary",
+        "",
+        f"Unary calls over HTTP/2 (h2c): h2load, {method['connections']} connections × {method['streams_per_connection']} "
+        f"streams, closed loop, {method['seconds']} s after {method['warm_up_seconds']} s of warm-up, a {method['request_bytes']}-byte "
+        f"gRPC frame per call; upstream nghttpd answering with a {method['reply_bytes']}-byte frame and `grpc-status: 0` in "
+        f"trailers; route timeout {method['route_timeout_s']} s. {method['rounds']} interleaved round(s).{when}",
+        "",
+        "| variant | what | requests/s | × grpc-bare | × grpc-empty-wasm | Envoy CPU µs/call | CPU − grpc-empty-wasm, µs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, v in variants.items():
+        lines.append(
+            f"| {name} | {v['description']} | {span(v['throughput_rps'], '{:.0f}')} "
+            f"| {span(per_round(name, 'grpc-bare', 'throughput_rps', lambda x, y: x / y), '{:.3f}')} "
+            f"| {span(per_round(name, 'grpc-empty-wasm', 'throughput_rps', lambda x, y: x / y), '{:.3f}')} "
+            f"| {span(v['envoy_cpu_us_per_call'], '{:.1f}')} "
+            f"| {span(per_round(name, 'grpc-empty-wasm', 'envoy_cpu_us_per_call', lambda x, y: x - y), '{:+.1f}')} |"
+        )
+    if {"grpc-breaker", "grpc-breaker-as-http"} <= variants.keys():
+        grpc_path = per_round("grpc-breaker", "grpc-breaker-as-http", "envoy_cpu_us_per_call", lambda x, y: x - y)
+        lines += ["", f"The breaker's gRPC path (one grpc-status read from the trailers) against its "
+                      f"HTTP path on the same calls: {span(grpc_path, '{:+.1f}')} µs of Envoy CPU per call."]  # fmt: skip
+    return lines
 
 
 def fmt_opt(value, fmt: str) -> str:

@@ -1,5 +1,6 @@
-"""`make bench`: every variant side by side, the outage scenario, instruction counts; writes
-bench/results.json, bench/RESULTS.md and bench/plots/*.svg. `QUICK=1` for a short run.
+"""`make bench`: every variant side by side, the outage scenario, gRPC unary calls
+(bench/grpc_unary.py), instruction counts; writes bench/results.json, bench/RESULTS.md and
+bench/plots/*.svg. `QUICK=1` for a short run.
 
 Method (bench/README.md has the details): Envoy under test runs with `--concurrency 1`
 pinned to CPU 0; the upstream (an Envoy direct_response listener), the load generators and this
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import load, outage, report
+from bench import grpc_unary, load, outage, report
 from bench.variants import VARIANTS, Variant, upstream_config, variant_config
 from tests.harness import Envoy, request
 from tests.harness.envoy import interrupt_on_signals
@@ -153,7 +154,9 @@ def main() -> int:
 
     print(f"steady-state variants done in {time.monotonic() - started:.0f} s; outage scenario…", flush=True)
     outages = outage.run(tmp, quick=QUICK)
-    print(f"outage done ({time.monotonic() - started:.0f} s); instruction counts…", flush=True)
+    print(f"outage done ({time.monotonic() - started:.0f} s); gRPC unary…", flush=True)
+    grpc = grpc_unary.run(quick=QUICK)
+    print(f"gRPC done ({time.monotonic() - started:.0f} s); instruction counts…", flush=True)
     instructions = subprocess.run([sys.executable, "-m", "bench.instructions", "--json"], capture_output=True, text=True, cwd=REPO_ROOT)
     results = {
         "machine": info,
@@ -170,6 +173,7 @@ def main() -> int:
         },
         "module_bytes": module_bytes(),
         "outage": outages,
+        "grpc": grpc,
         "instructions": json.loads(instructions.stdout) if instructions.returncode in (0, 1) and instructions.stdout else
                         {"error": instructions.stderr[-2000:]},
         "duration_seconds": round(time.monotonic() - started),

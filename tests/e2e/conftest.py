@@ -10,6 +10,7 @@ import pytest
 
 from tests.harness import Envoy, Upstream, breaker_filter, envoy_config
 from tests.harness.contract import access_log_field
+from tests.harness.envoy import assert_no_wasm_failure
 
 # Every access-log line carries the filters' filter state (Envoy prints "-" when unset), each
 # field named as in the filter-state contract (`breakwater contract`).
@@ -20,6 +21,18 @@ ACCESS_LOG_FORMAT = (
     + " ".join(f"{name}={access_log_field(name)}" for name in _STATE_FIELDS)
     + "\n"
 )
+
+
+@pytest.fixture
+def checked_envoys() -> list[Envoy]:
+    """A list for the Envoys a test starts: each is stopped when the test ends, then its log is
+    checked for Wasm failures, whatever the test asserted."""
+    started: list[Envoy] = []
+    yield started
+    for envoy in started:
+        envoy.stop()
+    for envoy in started:
+        assert_no_wasm_failure(envoy)
 
 
 @pytest.fixture

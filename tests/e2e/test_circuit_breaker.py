@@ -586,3 +586,30 @@ def test_config_updates_keep_state_and_invalid_ones_keep_the_previous_config(ups
         assert rejected_by_breaker(response) and response.body == b"v2", "the previous config still runs"
         refusals = [line for line in envoy.log_text().splitlines() if "invalid configuration:" in line]
         assert len(refusals) == 1 and "breakers[0].trip.failure_rate: 150 is outside 0 to 100" in refusals[0]
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+
+def test_router_retries_are_inside_one_call_and_rejections_are_not_retried(breaker_envoy, upstream):
+    """The client-side case: the breaker before the router of the caller's proxy. Envoy retries
+    inside the router, so the breaker sees one call per request (its final attempt), and a
+    request the breaker rejects never reaches the router, so it is not retried."""
+    retried = Route(name="retried", prefix="/", retry_policy={"retry_on": "5xx", "num_retries": 2})
+    envoy = breaker_envoy([breaker(trip={"consecutive_failures": 3}, open={"duration": "30s"})], routes=[retried])
+    upstream.set_mode("status", code=503)
+    for _ in range(3):
+        assert get(envoy).status == 503
+    assert upstream.count() == 9, "each of the three calls was tried three times"
+    assert stat(envoy, "api", "calls.failure") == 3, "one failure per call, not per attempt"
+    rejected = get(envoy)
+    assert rejected_by_breaker(rejected) and rejected.status == 503
+    assert upstream.count() == 9, "the rejection was not retried upstream"
+    # A success on retry is a success: every second upstream request fails, so the first call
+    # succeeds at once and the second on its retry.
+    envoy = breaker_envoy([breaker(name="flaky", trip={"consecutive_failures": 1})], routes=[retried])
+    upstream.reset_counts()
+    upstream.set_mode("noise", every=2, code=503)
+    assert [get(envoy).status for _ in range(2)] == [200, 200]
+    assert upstream.count() == 3
+    assert (stat(envoy, "flaky", "calls.success"), stat(envoy, "flaky", "calls.failure")) == (2, 0)

@@ -40,6 +40,7 @@ class Route:
     prefix: str
     cluster: str = "upstream"
     timeout: str | None = None  # None: the `route_timeout` given to envoy_config
+    retry_policy: dict | None = None  # Envoy's route retry_policy, e.g. {"retry_on": "5xx", "num_retries": 2}
 
 
 def free_port() -> int:
@@ -79,13 +80,12 @@ def file_access_log(path: str, text_format: str = DEFAULT_ACCESS_LOG_FORMAT) -> 
 
 
 def _route_entry(route: Route, default_timeout: str) -> dict:
-    # No retry_policy: Envoy retries only when a route (or virtual host) asks for it, and the
-    # filters under test must see every upstream failure.
-    return {
-        "name": route.name,
-        "match": {"prefix": route.prefix},
-        "route": {"cluster": route.cluster, "timeout": route.timeout or default_timeout},
-    }
+    # No retry_policy unless the route asks for one: Envoy retries only when a route (or virtual
+    # host) does, and the filters under test must see every upstream failure.
+    action = {"cluster": route.cluster, "timeout": route.timeout or default_timeout}
+    if route.retry_policy is not None:
+        action["retry_policy"] = route.retry_policy
+    return {"name": route.name, "match": {"prefix": route.prefix}, "route": action}
 
 
 def envoy_config(

@@ -219,6 +219,9 @@ impl ResponseView for Response {
     fn breaker_decision(&self) -> Option<Vec<u8>> {
         None
     }
+    fn grpc_status(&self) -> Option<u32> {
+        None
+    }
 }
 
 struct Breaker {
@@ -248,13 +251,8 @@ impl Breaker {
             }
             RequestVerdict::Rejected(rejection) => {
                 black_box(self.engine.breaker_name(&rejection.breaker()));
-                let reply = self.engine.reply(rejection).unwrap();
-                black_box((
-                    reply.status,
-                    &reply.headers,
-                    reply.body,
-                    reply.retry_after(),
-                ));
+                let reply = self.engine.reply(rejection, false).unwrap();
+                black_box((reply.status, &reply.headers, reply.body, reply.retry()));
             }
             RequestVerdict::NotMatched => {}
         }

@@ -2,15 +2,17 @@
 //! decisions into host calls. No policy lives here.
 //!
 //! Host calls per request: a matched, closed breaker reads what its match and split need,
-//! reads and (when it changes) writes the shared state, writes three filter-state values, reads
-//! `:status` at response headers and `response.flags` at the end, then writes the outcome. A
-//! rejection writes three values and sends the reply. The SDK's other callbacks (body chunks,
-//! trailers) return at once.
+//! reads and (when it changes) writes the shared state, reads `content-type` (is it a gRPC
+//! call?), writes three filter-state values, reads `:status` at response headers (and a gRPC
+//! call's `grpc-status`, there or in the trailers) and `response.flags` at the end, then writes
+//! the outcome. A rejection writes three values, reads `content-type` and sends the reply. The
+//! SDK's other callbacks (body chunks) return at once.
 
 use crate::config::BreakerConfig;
 use crate::engine::{Engine, RequestVerdict, Ticket, WorkerState};
 use breakwater_common::filter_state::{breaker as keys, BreakerDecision};
 use breakwater_common::flags::decode_flags;
+use breakwater_common::grpc;
 use breakwater_envoy::{self as envoy, shim, Envoy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -82,6 +84,11 @@ struct BreakerStream {
     responded_ms: Option<u64>,
 }
 
+/// Whether the request is a gRPC call (its `content-type`). Only in `on_http_request_headers`.
+fn is_grpc_call() -> bool {
+    envoy::request_header("content-type").is_some_and(|v| grpc::is_grpc(&v))
+}
+
 fn write_decision(name: &str, decision: BreakerDecision, state: &str) {
     envoy::set_filter_state(keys::NAME, name.as_bytes());
     envoy::set_filter_state(keys::DECISION, decision.as_str().as_bytes());
@@ -100,12 +107,15 @@ impl HttpContext for BreakerStream {
         };
         match engine.on_request(&Envoy, &mut worker, &Envoy) {
             RequestVerdict::NotMatched => Action::Continue,
-            RequestVerdict::Admitted(ticket) => {
+            RequestVerdict::Admitted(mut ticket) => {
                 write_decision(
                     engine.breaker_name(&ticket.breaker()),
                     ticket.decision,
                     ticket.state,
                 );
+                if ticket.is_accounted() && is_grpc_call() {
+                    ticket.set_grpc();
+                }
                 self.ticket = Some(ticket);
                 Action::Continue
             }
@@ -115,7 +125,7 @@ impl HttpContext for BreakerStream {
                     BreakerDecision::Rejected,
                     rejection.state,
                 );
-                let Some(reply) = engine.reply(&rejection) else {
+                let Some(reply) = engine.reply(&rejection, is_grpc_call()) else {
                     return Action::Continue;
                 };
                 let mut headers: Vec<(&str, &[u8])> = reply
@@ -123,14 +133,15 @@ impl HttpContext for BreakerStream {
                     .iter()
                     .map(|(n, v)| (*n, v.as_bytes()))
                     .collect();
-                if let Some(seconds) = reply.retry_after() {
-                    headers.push(("retry-after", seconds.as_bytes()));
+                if let Some((name, value)) = reply.retry() {
+                    headers.push((name, value.as_bytes()));
                 }
                 match shim::send_local_response(
                     reply.status,
                     REJECTED_DETAILS,
                     &headers,
                     reply.body,
+                    reply.grpc_status,
                 ) {
                     Ok(()) => Action::Pause,
                     // The reply could not be sent: serving the request beats hanging it.
@@ -140,8 +151,10 @@ impl HttpContext for BreakerStream {
         }
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(ticket) = &self.ticket else {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let (Some(engine), Some(worker), Some(ticket)) =
+            (&self.engine, &self.worker, &mut self.ticket)
+        else {
             return Action::Continue;
         };
         if ticket.is_accounted() && self.status.is_none() {
@@ -153,6 +166,30 @@ impl HttpContext for BreakerStream {
             if ticket.wants_response_time() {
                 self.responded_ms = Some(envoy::now_ms());
             }
+            if ticket.awaits_grpc_status() && end_of_stream {
+                // A trailers-only response (headers that end the stream) carries it here;
+                // otherwise the trailers do, and a status in headers that do not end the
+                // stream is not the call's (gRPC clients read the trailers').
+                let status = envoy::response_header("grpc-status");
+                ticket.set_grpc_status(grpc::status_of_ended_response(
+                    status.as_deref(),
+                    self.status,
+                ));
+            }
+            if let Ok(mut worker) = worker.try_borrow_mut() {
+                engine.on_response_headers(&mut worker, ticket);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        if let Some(ticket) = self.ticket.as_mut().filter(|t| t.awaits_grpc_status()) {
+            let status = envoy::response_trailer("grpc-status");
+            ticket.set_grpc_status(grpc::status_of_ended_response(
+                status.as_deref(),
+                self.status,
+            ));
         }
         Action::Continue
     }

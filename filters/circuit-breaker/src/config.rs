@@ -5,6 +5,9 @@
 use breakwater_common::config::{self, Bounded, ConfigError, FieldPath, Name};
 use breakwater_common::duration::{AnyDuration, Millis, PositiveDuration};
 use breakwater_common::flags::FlagSet;
+use breakwater_common::grpc::{
+    GrpcStatusSet, NotOk, NotOkCode, MAX_GRPC_MESSAGE_BYTES, UNAVAILABLE,
+};
 use breakwater_common::headers::{ConfiguredHeaders, HeaderList, Reserved};
 use breakwater_common::matcher::{MatchConfig, RequestMatcher};
 use breakwater_common::status::{StatusSet, StatusSpec};
@@ -37,6 +40,18 @@ pub const DEFAULT_JITTER: f64 = 0.1;
 pub const DEFAULT_PROBES: u32 = 3;
 pub const DEFAULT_MAX_WAIT_MS: u64 = 10_000;
 pub const DEFAULT_REPLY_STATUS: u32 = 503;
+/// The gRPC statuses counted as failures when `failure.grpc_statuses` is omitted: those that
+/// say the server or the path to it failed (the ones gRPC maps to HTTP 5xx, but for
+/// UNIMPLEMENTED, a client's mistake), not the caller's request.
+pub const DEFAULT_GRPC_STATUSES: [&str; 5] = [
+    "UNKNOWN",
+    "DEADLINE_EXCEEDED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+];
+/// `response.grpc.status` when omitted.
+pub const DEFAULT_GRPC_REPLY_STATUS: u32 = UNAVAILABLE;
 
 /// The failure flags counted when `failure.response_flags` is omitted: Envoy's connect
 /// failures, timeouts and resets, "no healthy upstream", and protocol errors (`UPE`: among
@@ -119,6 +134,28 @@ pub struct RawFailure {
     /// A call still without response headers this long after it was let through counts as a
     /// failure at once, instead of when its route timeout ends it.
     pub hang_after: Option<PositiveDuration>,
+    /// gRPC statuses that are failures for gRPC calls, by name ("UNAVAILABLE") or number; not
+    /// OK. Given (not empty), they alone are enough for a breaker of gRPC calls only.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_GRPC_STATUSES)))]
+    pub grpc_statuses: Option<Vec<NotOkCode<FailureStatus>>>,
+}
+
+/// `failure.grpc_statuses`: a gRPC status that means the call failed, so not OK.
+pub struct FailureStatus;
+
+impl NotOk for FailureStatus {
+    const REASON: &'static str = "OK is a success, not a failure: list the statuses that mean a call failed, e.g. UNAVAILABLE or DEADLINE_EXCEEDED";
+    const SCHEMA_NAME: &'static str = "grpc_failure_status";
+    const DESCRIPTION: &'static str = "A gRPC status other than OK (a success is not a failure): its name (UNAVAILABLE, in any case) or number (1 to 16).";
+}
+
+/// `response.grpc.status`: the status of a rejection, so not OK.
+pub struct RejectionStatus;
+
+impl NotOk for RejectionStatus {
+    const REASON: &'static str = "OK cannot reject a call (a rejection is a failure; a successful call needs a response message)";
+    const SCHEMA_NAME: &'static str = "grpc_rejection_status";
+    const DESCRIPTION: &'static str = "A gRPC status other than OK (a rejection is a failure): its name (UNAVAILABLE, in any case) or number (1 to 16).";
 }
 
 /// When the breaker opens: any condition given.
@@ -262,6 +299,25 @@ pub struct RawResponse {
     /// The body (default: {"error":"circuit open","breaker":"<name>"}).
     #[cfg_attr(feature = "schema", schemars(length(max = MAX_BODY_BYTES)))]
     pub body: Option<String>,
+    /// The rejection of gRPC calls: a trailers-only response with this status and message.
+    pub grpc: Option<RawGrpcResponse>,
+}
+
+/// The rejection of gRPC calls (`content-type: application/grpc…`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "grpc_response")
+)]
+pub struct RawGrpcResponse {
+    /// The grpc-status, by name or number; not OK.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = "UNAVAILABLE")))]
+    pub status: Option<NotOkCode<RejectionStatus>>,
+    /// The grpc-message (default: "circuit open: breaker <name>"), at most 1024 bytes.
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_GRPC_MESSAGE_BYTES)))]
+    pub message: Option<String>,
 }
 
 /// A percentage greater than 0, at most 100.
@@ -320,7 +376,8 @@ fn breaker_rules(schema: &mut schemars::Schema) {
     );
 }
 
-/// Something must count as a failure.
+/// Something must count as a failure; the default `grpc_statuses` alone do not (they count for
+/// gRPC calls only, so such a breaker would never open for HTTP requests).
 #[cfg(feature = "schema")]
 fn failure_rules(schema: &mut schemars::Schema) {
     use breakwater_common::schema::{add_rule, never};
@@ -331,6 +388,7 @@ fn failure_rules(schema: &mut schemars::Schema) {
             "properties": {
                 "statuses": { "type": "array", "maxItems": 0 },
                 "response_flags": { "type": "array", "maxItems": 0 },
+                "grpc_statuses": { "anyOf": [{ "type": "null" }, { "type": "array", "maxItems": 0 }] },
                 "slow_call": { "type": "null" },
                 "hang_after": { "type": "null" },
             },
@@ -468,6 +526,8 @@ impl JsonSchema for SplitBy {
 pub struct FailurePolicy {
     pub statuses: StatusSet,
     pub flags: FlagSet,
+    /// For gRPC calls, the statuses that are failures.
+    pub grpc_statuses: GrpcStatusSet,
     pub slow_call_ms: Option<u64>,
     /// A call still without response headers this long after it was let through counts as a
     /// failure at once, instead of when its route timeout ends it.
@@ -510,6 +570,9 @@ pub struct ReplySpec {
     pub status: u32,
     pub headers: HeaderList,
     pub body: Vec<u8>,
+    /// For gRPC calls: the grpc-status and grpc-message.
+    pub grpc_status: u32,
+    pub grpc_message: Vec<u8>,
 }
 
 /// One validated breaker.
@@ -603,6 +666,7 @@ fn check_failure(raw: Option<RawFailure>, path: &FieldPath) -> Result<FailurePol
         response_flags: None,
         slow_call: None,
         hang_after: None,
+        grpc_statuses: None,
     });
     let statuses = raw.statuses.unwrap_or_else(default_statuses);
     let flags = match raw.response_flags {
@@ -610,17 +674,36 @@ fn check_failure(raw: Option<RawFailure>, path: &FieldPath) -> Result<FailurePol
         None => FlagSet::parse(DEFAULT_FAILURE_FLAGS)
             .map_err(|e| path.key("response_flags").error(e))?,
     };
-    if statuses.is_empty() && flags.0 == 0 && raw.slow_call.is_none() && raw.hang_after.is_none() {
+    // Only gRPC statuses given here count towards something being a failure: the default ones
+    // count for gRPC calls only, and a breaker without HTTP failures could never open for HTTP
+    // requests.
+    let given_grpc_statuses = raw.grpc_statuses.as_deref().map(NotOkCode::set);
+    if statuses.is_empty()
+        && flags.0 == 0
+        && given_grpc_statuses.is_none_or(|set| set.is_empty())
+        && raw.slow_call.is_none()
+        && raw.hang_after.is_none()
+    {
         return Err(path.error(
-            "nothing counts as a failure: give statuses, response_flags, slow_call or hang_after",
+            "nothing counts as a failure: give statuses, response_flags, slow_call or hang_after; or, for a breaker of gRPC calls only, list grpc_statuses (their default alone does not count)",
         ));
     }
+    let grpc_statuses = given_grpc_statuses.unwrap_or_else(default_grpc_statuses);
     Ok(FailurePolicy {
         statuses,
         flags,
+        grpc_statuses,
         slow_call_ms: raw.slow_call.map(|d| d.ms()),
         hang_after_ms: raw.hang_after.map(|d| d.ms()),
     })
+}
+
+fn default_grpc_statuses() -> GrpcStatusSet {
+    let codes: Vec<u32> = DEFAULT_GRPC_STATUSES
+        .iter()
+        .filter_map(|name| breakwater_common::grpc::code_by_name(name))
+        .collect();
+    GrpcStatusSet::of(&codes)
 }
 
 fn default_statuses() -> StatusSet {
@@ -785,10 +868,19 @@ fn check_response(
     path: &FieldPath,
     breaker: &str,
 ) -> Result<ReplySpec, ConfigError> {
-    let (status, headers, body) = match raw {
-        None => (None, None, None),
-        Some(r) => (r.status, r.headers, r.body),
+    let (status, headers, body, grpc) = match raw {
+        None => (None, None, None, None),
+        Some(r) => (r.status, r.headers, r.body, r.grpc),
     };
+    let (grpc_status, grpc_message) = grpc.map_or((None, None), |g| (g.status, g.message));
+    let grpc_status = grpc_status.map_or(DEFAULT_GRPC_REPLY_STATUS, |c| c.get());
+    let grpc_message = grpc_message.unwrap_or_else(|| format!("circuit open: breaker {breaker}"));
+    if grpc_message.len() > MAX_GRPC_MESSAGE_BYTES {
+        return Err(path
+            .key("grpc")
+            .key("message")
+            .error(format!("longer than {MAX_GRPC_MESSAGE_BYTES} bytes")));
+    }
     if body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
         return Err(path
             .key("body")
@@ -814,6 +906,8 @@ fn check_response(
         status: status.map_or(DEFAULT_REPLY_STATUS, Bounded::get),
         headers,
         body: body.into_bytes(),
+        grpc_status,
+        grpc_message: grpc_message.into_bytes(),
     })
 }
 
@@ -958,6 +1052,118 @@ mod tests {
     }
 
     #[test]
+    fn grpc_failures_and_rejections_are_configured_by_status_name_or_number() {
+        let parsed = |fields: &str| {
+            BreakerConfig::parse(format!(r#"{{"breakers":[{{"name":"g",{fields}}}]}}"#).as_bytes())
+        };
+        let b = parsed(r#""trip":{"consecutive_failures":1}"#)
+            .unwrap()
+            .breakers
+            .remove(0);
+        assert_eq!(
+            b.failure.grpc_statuses.names(),
+            [
+                "UNKNOWN",
+                "DEADLINE_EXCEEDED",
+                "INTERNAL",
+                "UNAVAILABLE",
+                "DATA_LOSS"
+            ]
+        );
+        assert_eq!(b.response.grpc_status, 14);
+        assert_eq!(b.response.grpc_message, b"circuit open: breaker g");
+        let b = parsed(r#""failure":{"grpc_statuses":["resource_exhausted", 14]},"response":{"grpc":{"status":"ABORTED","message":"later"}}"#)
+            .unwrap()
+            .breakers
+            .remove(0);
+        assert_eq!(
+            b.failure.grpc_statuses.names(),
+            ["RESOURCE_EXHAUSTED", "UNAVAILABLE"]
+        );
+        assert_eq!(
+            (b.response.grpc_status, b.response.grpc_message.as_slice()),
+            (10, &b"later"[..])
+        );
+        for (fields, field, reason) in [
+            (
+                r#""response":{"grpc":{"status":"OK"}}"#,
+                "breakers[0].response.grpc.status",
+                "OK cannot reject a call",
+            ),
+            (
+                r#""response":{"grpc":{"status":17}}"#,
+                "breakers[0].response.grpc.status",
+                "17 is not a gRPC status",
+            ),
+            (
+                r#""failure":{"grpc_statuses":["UNAVAILABLE","NOPE"]}"#,
+                "breakers[0].failure.grpc_statuses[1]",
+                "\"NOPE\" is not a gRPC status",
+            ),
+            (
+                &format!(
+                    r#""response":{{"grpc":{{"message":"{}"}}}}"#,
+                    "x".repeat(1025)
+                ),
+                "breakers[0].response.grpc.message",
+                "longer than 1024 bytes",
+            ),
+            (
+                r#""failure":{"grpc_statuses":["UNAVAILABLE","OK"]}"#,
+                "breakers[0].failure.grpc_statuses[1]",
+                "OK is a success, not a failure",
+            ),
+            (
+                r#""failure":{"grpc_statuses":[14,4," 0 "]}"#,
+                "breakers[0].failure.grpc_statuses[2]",
+                "OK is a success, not a failure",
+            ),
+            (
+                r#""failure":{"grpc_statuses":[0]}"#,
+                "breakers[0].failure.grpc_statuses[0]",
+                "OK is a success, not a failure",
+            ),
+            (
+                r#""response":{"grpc":{"status":" ok "}}"#,
+                "breakers[0].response.grpc.status",
+                "OK cannot reject a call",
+            ),
+            (
+                r#""failure":{"statuses":[],"response_flags":[]}"#,
+                "breakers[0].failure",
+                "nothing counts as a failure",
+            ),
+            (
+                r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":null}"#,
+                "breakers[0].failure",
+                "nothing counts as a failure",
+            ),
+            (
+                r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":[]}"#,
+                "breakers[0].failure",
+                "nothing counts as a failure",
+            ),
+        ] {
+            let error = parsed(fields).unwrap_err();
+            assert_eq!(error.field, field, "{fields}");
+            assert!(
+                error.reason.starts_with(reason),
+                "{fields}: {}",
+                error.reason
+            );
+        }
+        // A breaker of gRPC calls only: no HTTP failure, the gRPC statuses given.
+        let b = parsed(
+            r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":["UNAVAILABLE"]}"#,
+        )
+        .unwrap()
+        .breakers
+        .remove(0);
+        assert!(b.failure.statuses.is_empty() && b.failure.flags.0 == 0);
+        assert_eq!(b.failure.grpc_statuses.names(), ["UNAVAILABLE"]);
+    }
+
+    #[test]
     fn every_error_names_its_field() {
         let cases: &[(&str, &str)] = &[
             (
@@ -999,6 +1205,10 @@ mod tests {
             (
                 &one(r#""failure":{"statuses":[],"response_flags":[]}"#),
                 "breakers[0].failure",
+            ),
+            (
+                &one(r#""failure":{"grpc_statuses":["UNAVAILABLE","OK"]}"#),
+                "breakers[0].failure.grpc_statuses[1]",
             ),
             (
                 &one(r#""trip":{"consecutive_failures":0}"#),
@@ -1070,7 +1280,7 @@ mod tests {
                 "breakers[0].failure.slow_call",
             ),
             (
-                &one(r#""failure":{"statuses":[],"response_flags":[]}"#),
+                &one(r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":[]}"#),
                 "breakers[0].failure",
             ),
             (

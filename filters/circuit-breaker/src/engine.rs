@@ -3,7 +3,7 @@
 //! host provides comes through [`Host`], so this is tested with a fake host.
 
 use crate::config::{BreakerConfig, BreakerSpec, Mode, Split};
-use crate::policy::{self, Admission, CallFacts, Outcome, Transition, Verdict};
+use crate::policy::{self, Admission, CallFacts, Grpc, Outcome, Transition, Verdict};
 use crate::state::{BreakerState, Phase};
 // A collision merely makes two split values share a state.
 use breakwater_common::hash::fnv1a;
@@ -49,6 +49,10 @@ pub struct Ticket {
     timed: bool,
     /// The worker's record of this call while it is in flight (hang detection).
     pending: Option<u64>,
+    /// Already counted as a failure because it hung before its response headers came.
+    counted_as_hung: bool,
+    /// A gRPC call, and the status it ended with.
+    grpc: Grpc,
     pub arrived_ms: u64,
     pub decision: Decision,
     /// The breaker's state when the decision was taken, or the mode when it overrides it.
@@ -59,7 +63,8 @@ pub struct Ticket {
 #[derive(Debug, Clone)]
 pub struct Rejection {
     breaker: usize,
-    retry_after_s: Option<u64>,
+    /// When a call may be admitted (as a probe) at the earliest; `None` when forced open.
+    retry_after_ms: Option<u64>,
     pub state: &'static str,
 }
 
@@ -76,13 +81,18 @@ pub struct Reply<'a> {
     pub status: u32,
     pub headers: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
-    /// Owns the Retry-After value the headers point to.
-    retry_after: Option<String>,
+    /// For a gRPC call: the grpc-status (the body is its grpc-message).
+    pub grpc_status: Option<u32>,
+    /// The header that says when to come back, and its value: `retry-after` in seconds, or for
+    /// a gRPC call `grpc-retry-pushback-ms` (gRPC's own retry-pushback metadata).
+    retry: Option<(&'static str, String)>,
 }
 
 impl Reply<'_> {
-    pub fn retry_after(&self) -> Option<&str> {
-        self.retry_after.as_deref()
+    pub fn retry(&self) -> Option<(&'static str, &str)> {
+        self.retry
+            .as_ref()
+            .map(|(name, value)| (*name, value.as_str()))
     }
 }
 
@@ -147,11 +157,13 @@ impl WorkerState {
         Some(self.next_pending)
     }
 
-    /// Stops watching a call; whether it was already counted as hung.
+    /// Stops watching a call; whether it was already counted as hung. A watched call is
+    /// removed only here or, once counted, by [`Self::watch`] making room, so one that is gone
+    /// was counted (ids are never reused).
     fn unwatch(&mut self, id: u64) -> bool {
         match self.pending.iter().position(|p| p.id == id) {
             Some(i) => self.pending.swap_remove(i).counted,
-            None => false,
+            None => true,
         }
     }
 }
@@ -364,6 +376,8 @@ impl Engine {
             accounted: false,
             timed: false,
             pending: None,
+            counted_as_hung: false,
+            grpc: Grpc::NotGrpc,
             arrived_ms: now,
             decision,
             state,
@@ -379,7 +393,7 @@ impl Engine {
                 bump(host, b.metrics.rejected);
                 return RequestVerdict::Rejected(Rejection {
                     breaker: index,
-                    retry_after_s: None,
+                    retry_after_ms: None,
                     state: StateName::ForcedOpen.as_str(),
                 });
             }
@@ -448,6 +462,8 @@ impl Engine {
             accounted,
             timed: accounted && spec.failure.slow_call_ms.is_some(),
             pending: None,
+            counted_as_hung: false,
+            grpc: Grpc::NotGrpc,
             arrived_ms: now,
             decision,
             state,
@@ -464,7 +480,7 @@ impl Engine {
                 bump(host, b.metrics.probes);
                 RequestVerdict::Admitted(ticket(epoch, true, true, Decision::Probe, phase.as_str()))
             }
-            Admission::Reject { retry_after_s } => {
+            Admission::Reject { retry_after_ms } => {
                 if spec.mode == Mode::DryRun {
                     bump(host, b.metrics.dry_run_would_reject);
                     RequestVerdict::Admitted(ticket(
@@ -478,7 +494,7 @@ impl Engine {
                     bump(host, b.metrics.rejected);
                     RequestVerdict::Rejected(Rejection {
                         breaker: index,
-                        retry_after_s: Some(retry_after_s),
+                        retry_after_ms: Some(retry_after_ms),
                         state: phase.as_str(),
                     })
                 }
@@ -501,7 +517,7 @@ impl Engine {
             return None;
         }
         let b = self.breakers.get(ticket.breaker)?;
-        if ticket.pending.is_some_and(|id| worker.unwatch(id)) {
+        if ticket.counted_as_hung || ticket.pending.is_some_and(|id| worker.unwatch(id)) {
             // Counted as a failure when it hung; its late outcome changes nothing.
             return Some(Outcome {
                 verdict: Verdict::Failure,
@@ -518,6 +534,7 @@ impl Engine {
                 status,
                 flags,
                 latency_ms,
+                grpc: ticket.grpc,
             },
         );
         let counter = match (outcome.verdict, outcome.slow) {
@@ -639,23 +656,48 @@ impl Engine {
     }
 
     /// The reply for a rejected request: the configured response plus `Retry-After` and
-    /// `x-breakwater-breaker`.
-    pub fn reply(&self, rejection: &Rejection) -> Option<Reply<'_>> {
+    /// `x-breakwater-breaker`; for a gRPC call, the configured gRPC status and message (Envoy
+    /// sends them trailers-only) with `grpc-retry-pushback-ms` and `x-breakwater-breaker`.
+    pub fn reply(&self, rejection: &Rejection, grpc: bool) -> Option<Reply<'_>> {
         let b = self.breakers.get(rejection.breaker)?;
         let response = &b.spec.response;
+        let breaker = ("x-breakwater-breaker", b.spec.name.as_str());
+        if grpc {
+            return Some(Reply {
+                status: response.status,
+                headers: vec![breaker],
+                body: &response.grpc_message,
+                grpc_status: Some(response.grpc_status),
+                retry: rejection
+                    .retry_after_ms
+                    .map(|ms| ("grpc-retry-pushback-ms", ms.to_string())),
+            });
+        }
         let mut headers: Vec<(&str, &str)> = response
             .headers
             .0
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        headers.push(("x-breakwater-breaker", b.spec.name.as_str()));
+        headers.push(breaker);
         Some(Reply {
             status: response.status,
             headers,
             body: &response.body,
-            retry_after: rejection.retry_after_s.map(|s| s.to_string()),
+            grpc_status: None,
+            retry: rejection
+                .retry_after_ms
+                .map(|ms| ("retry-after", policy::retry_after_s(ms).to_string())),
         })
+    }
+
+    /// The call's response headers arrived: it is answered, however long its body or stream
+    /// goes on, so hang detection stops watching it. If it was counted as hung before, that
+    /// stays its outcome.
+    pub fn on_response_headers(&self, worker: &mut WorkerState, ticket: &mut Ticket) {
+        if let Some(id) = ticket.pending.take() {
+            ticket.counted_as_hung = worker.unwatch(id);
+        }
     }
 
     pub fn breaker_name(&self, index_of: &BreakerRef) -> &str {
@@ -862,6 +904,24 @@ impl Ticket {
     /// Whether the time the response headers arrived is needed (slow-call detection).
     pub fn wants_response_time(&self) -> bool {
         self.timed
+    }
+
+    /// Marks the call as a gRPC call: its outcome then depends on its grpc-status.
+    pub fn set_grpc(&mut self) {
+        self.grpc = Grpc::Call { status: None };
+    }
+
+    /// Whether it is a gRPC call whose grpc-status has not been seen yet.
+    pub fn awaits_grpc_status(&self) -> bool {
+        self.grpc == Grpc::Call { status: None }
+    }
+
+    /// Records a gRPC call's grpc-status: from a trailers-only response's headers, or from
+    /// the trailers (the first one seen counts).
+    pub fn set_grpc_status(&mut self, code: u32) {
+        if self.awaits_grpc_status() {
+            self.grpc = Grpc::Call { status: Some(code) };
+        }
     }
 }
 

@@ -132,9 +132,10 @@ fn opens_at_the_nth_consecutive_failure_across_workers_and_rejects() {
         panic!()
     };
     assert_eq!(rejection.state, "open");
-    let reply = s.engine.reply(&rejection).unwrap();
+    let reply = s.engine.reply(&rejection, false).unwrap();
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.retry_after(), Some("4"));
+    assert_eq!(reply.retry(), Some(("retry-after", "4")));
+    assert_eq!(reply.grpc_status, None);
     assert!(reply.headers.contains(&("x-breakwater-breaker", "recs")));
     assert!(reply
         .headers
@@ -175,7 +176,10 @@ fn half_open_admits_exactly_the_probes_across_workers_then_closes() {
             }
             RequestVerdict::Rejected(r) => {
                 assert_eq!(r.state, "half_open");
-                assert_eq!(s.engine.reply(&r).unwrap().retry_after(), Some("1"));
+                assert_eq!(
+                    s.engine.reply(&r, false).unwrap().retry(),
+                    Some(("retry-after", "1"))
+                );
             }
             RequestVerdict::NotMatched => panic!(),
         }
@@ -249,14 +253,8 @@ fn backoff_grows_with_each_failed_probe() {
         let RequestVerdict::Rejected(r) = s.admit(0, &req) else {
             panic!()
         };
-        let secs: u64 = s
-            .engine
-            .reply(&r)
-            .unwrap()
-            .retry_after()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let reply = s.engine.reply(&r, false).unwrap();
+        let secs: u64 = reply.retry().unwrap().1.parse().unwrap();
         retry_afters.push(secs);
         s.host.advance(secs * 1000);
         let probe = ticket(s.admit(1, &req));
@@ -316,8 +314,8 @@ fn forced_open_rejects_everything_without_touching_shared_state() {
             panic!()
         };
         assert_eq!(r.state, "forced_open");
-        let reply = s.engine.reply(&r).unwrap();
-        assert_eq!(reply.retry_after(), None);
+        let reply = s.engine.reply(&r, false).unwrap();
+        assert_eq!(reply.retry(), None);
         assert!(reply.headers.contains(&("x-breakwater-breaker", "off")));
     }
     assert_eq!(s.host.store.keys(), keys_before);
@@ -660,9 +658,9 @@ fn answered_calls_are_never_counted_as_hung_and_the_watch_list_is_bounded() {
     let mut s = setup(
         r#"{"name":"hang","failure":{"hang_after":"300ms"},"trip":{"consecutive_failures":100000}}"#,
     );
-    for _ in 0..MAX_PENDING + 10 {
-        ticket(s.admit(0, &req));
-    }
+    let storm: Vec<Ticket> = (0..MAX_PENDING + 10)
+        .map(|_| ticket(s.admit(0, &req)))
+        .collect();
     assert_eq!(s.workers[0].pending.len(), MAX_PENDING);
     s.host.advance(301);
     ticket(s.admit(0, &req));
@@ -672,4 +670,217 @@ fn answered_calls_are_never_counted_as_hung_and_the_watch_list_is_bounded() {
     );
     // Counted calls make room for new ones.
     assert!(s.workers[0].pending.len() <= MAX_PENDING);
+    ticket(s.admit(0, &req));
+    assert!(s.workers[0].pending.len() < MAX_PENDING);
+    // A counted call that made room is not counted again when it ends, at its response headers
+    // or at its end.
+    let failures = s
+        .host
+        .metric("breakwater.circuit_breaker.hang.calls.failure");
+    let mut late = storm[0].clone();
+    s.engine.on_response_headers(&mut s.workers[0], &mut late);
+    let outcome = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &late, Some(200), 0, None);
+    assert_eq!(outcome.map(|o| o.as_str()), Some("failure"));
+    let outcome = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &storm[1], Some(200), 0, None);
+    assert_eq!(outcome.map(|o| o.as_str()), Some("failure"));
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.hang.calls.failure"),
+        failures
+    );
+}
+
+// --- gRPC ---------------------------------------------------------------------------------------
+
+/// A finished gRPC call: HTTP 200 with this grpc-status (`None`: the stream ended without one).
+fn grpc_call(
+    s: &mut Setup,
+    worker: usize,
+    req: &Req,
+    grpc_status: Option<u32>,
+    flags: u64,
+) -> Option<Outcome> {
+    let RequestVerdict::Admitted(mut t) = s.admit(worker, req) else {
+        panic!("not admitted")
+    };
+    t.set_grpc();
+    if let Some(code) = grpc_status {
+        t.set_grpc_status(code);
+    }
+    s.engine
+        .on_complete(&s.host, &mut s.workers[worker], &t, Some(200), flags, None)
+}
+
+#[test]
+fn grpc_calls_fail_by_their_grpc_status_not_their_http_200() {
+    let mut s = setup(r#"{"name":"g","trip":{"consecutive_failures":100}}"#);
+    let req = Req::get("/shop.Catalog/GetItem");
+    let outcome = |o: Option<Outcome>| o.map(|o| o.as_str());
+    // OK and a client error are successes; UNAVAILABLE is a failure by default.
+    assert_eq!(
+        outcome(grpc_call(&mut s, 0, &req, Some(0), 0)),
+        Some("success")
+    );
+    assert_eq!(
+        outcome(grpc_call(&mut s, 0, &req, Some(3), 0)),
+        Some("success")
+    );
+    assert_eq!(
+        outcome(grpc_call(&mut s, 0, &req, Some(14), 0)),
+        Some("failure")
+    );
+    // A stream that ended without a status (the client cancelled it: DR) is neither.
+    let dr = breakwater_common::flags::FlagSet::bit("DR").unwrap();
+    assert_eq!(
+        outcome(grpc_call(&mut s, 1, &req, None, dr)),
+        Some("unanswered")
+    );
+    // A connect failure is still a failure (the router's reply carries UF).
+    let uf = breakwater_common::flags::FlagSet::bit("UF").unwrap();
+    assert_eq!(
+        outcome(grpc_call(&mut s, 0, &req, Some(14), uf)),
+        Some("failure")
+    );
+    for code in [4, 13, 2, 15] {
+        assert_eq!(
+            outcome(grpc_call(&mut s, 1, &req, Some(code), 0)),
+            Some("failure")
+        );
+    }
+    let metric = |stat: &str| {
+        s.host
+            .metric(&format!("breakwater.circuit_breaker.g.calls.{stat}"))
+    };
+    assert_eq!(
+        (metric("success"), metric("failure"), metric("unanswered")),
+        (2, 6, 1)
+    );
+    // And they open a breaker like any failure.
+    let mut s = setup(r#"{"name":"g","trip":{"consecutive_failures":2}}"#);
+    let _ = grpc_call(&mut s, 0, &req, Some(14), 0);
+    let _ = grpc_call(&mut s, 1, &req, Some(14), 0);
+    assert!(is_rejected(&s.admit(0, &req)));
+}
+
+#[test]
+fn grpc_statuses_are_configurable_and_http_statuses_still_count_for_grpc_calls() {
+    let mut s = setup(
+        r#"{"name":"g","failure":{"grpc_statuses":["RESOURCE_EXHAUSTED"]},"trip":{"consecutive_failures":1}}"#,
+    );
+    let req = Req::get("/x.Y/Z");
+    let outcome = |o: Option<Outcome>| o.map(|o| o.as_str());
+    assert_eq!(
+        outcome(grpc_call(&mut s, 0, &req, Some(14), 0)),
+        Some("success")
+    );
+    assert_eq!(
+        outcome(grpc_call(&mut s, 0, &req, Some(8), 0)),
+        Some("failure")
+    );
+    let mut s = setup(r#"{"name":"g","trip":{"consecutive_failures":1}}"#);
+    let RequestVerdict::Admitted(mut t) = s.admit(0, &req) else {
+        panic!()
+    };
+    t.set_grpc();
+    // A non-gRPC proxy's 503 on the way is a failure whatever (no) grpc-status it has.
+    let o = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &t, Some(503), 0, None);
+    assert_eq!(outcome(o), Some("failure"));
+}
+
+#[test]
+fn grpc_calls_without_a_status_are_judged_by_their_http_status_as_clients_do() {
+    // No HTTP status counts here, so only the gRPC mapping can make these failures.
+    let mut s = setup(
+        r#"{"name":"g","failure":{"statuses":[],"grpc_statuses":["UNAVAILABLE"]},"trip":{"consecutive_failures":100}}"#,
+    );
+    let req = Req::get("/x.Y/Z");
+    let mut finish = |http: u32| {
+        let RequestVerdict::Admitted(mut t) = s.admit(0, &req) else {
+            panic!()
+        };
+        t.set_grpc();
+        s.engine
+            .on_complete(&s.host, &mut s.workers[0], &t, Some(http), 0, None)
+            .map(|o| o.as_str())
+    };
+    // A proxy's 429 or 503 without grpc-status reaches a gRPC client as UNAVAILABLE; its 404
+    // as UNIMPLEMENTED; a 200 whose stream ended without any status was cut.
+    assert_eq!(finish(429), Some("failure"));
+    assert_eq!(finish(503), Some("failure"));
+    assert_eq!(finish(404), Some("success"));
+    assert_eq!(finish(200), Some("unanswered"));
+}
+
+#[test]
+fn grpc_rejections_carry_the_configured_status_message_and_pushback() {
+    let (mut s, req) = opened_simple();
+    s.host.advance(1200);
+    let RequestVerdict::Rejected(rejection) = s.admit(1, &req) else {
+        panic!()
+    };
+    let reply = s.engine.reply(&rejection, true).unwrap();
+    assert_eq!(reply.grpc_status, Some(14));
+    assert_eq!(reply.body, b"circuit open: breaker recs");
+    assert_eq!(reply.headers, vec![("x-breakwater-breaker", "recs")]);
+    // The time until a probe may be admitted, in milliseconds (Retry-After says 4 s).
+    assert_eq!(reply.retry(), Some(("grpc-retry-pushback-ms", "3800")));
+    let mut s = setup(
+        r#"{"name":"g","mode":"forced_open","response":{"grpc":{"status":"RESOURCE_EXHAUSTED","message":"try later"}}}"#,
+    );
+    let RequestVerdict::Rejected(rejection) = s.admit(0, &Req::get("/a.B/C")) else {
+        panic!()
+    };
+    let reply = s.engine.reply(&rejection, true).unwrap();
+    assert_eq!(
+        (reply.grpc_status, reply.body),
+        (Some(8), &b"try later"[..])
+    );
+    assert_eq!(reply.retry(), None, "forced open: no time to come back at");
+}
+
+#[test]
+fn a_call_with_response_headers_is_never_counted_as_hung() {
+    let mut s =
+        setup(r#"{"name":"h","failure":{"hang_after":"300ms"},"trip":{"consecutive_failures":1}}"#);
+    let req = Req::get("/stream.S/Watch");
+    let RequestVerdict::Admitted(mut streaming) = s.admit(0, &req) else {
+        panic!()
+    };
+    // Headers came at once; the stream then runs for a minute.
+    s.engine
+        .on_response_headers(&mut s.workers[0], &mut streaming);
+    s.host.advance(60_000);
+    // Another request triggers the hang check: nothing is counted.
+    let RequestVerdict::Admitted(mut next) = s.admit(0, &req) else {
+        panic!("the streaming call was counted as hung")
+    };
+    s.engine.on_response_headers(&mut s.workers[0], &mut next);
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.h.calls.hung"), 0);
+    let o = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &streaming, Some(200), 0, None);
+    assert_eq!(o.map(|o| o.as_str()), Some("success"));
+    // A call still without headers after hang_after is counted once, when its headers come
+    // late too.
+    let RequestVerdict::Admitted(mut late) = s.admit(0, &req) else {
+        panic!()
+    };
+    s.host.advance(400);
+    assert!(is_rejected(&s.admit(0, &req)), "the hung call opened it");
+    s.engine.on_response_headers(&mut s.workers[0], &mut late);
+    let o = s
+        .engine
+        .on_complete(&s.host, &mut s.workers[0], &late, Some(200), 0, None);
+    assert_eq!(o.map(|o| o.as_str()), Some("failure"));
+    assert_eq!(s.host.metric("breakwater.circuit_breaker.h.calls.hung"), 1);
+    assert_eq!(
+        s.host.metric("breakwater.circuit_breaker.h.calls.failure"),
+        1
+    );
 }

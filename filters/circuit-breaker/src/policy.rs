@@ -6,6 +6,7 @@ use crate::config::{BreakerSpec, FailurePolicy};
 use crate::state::{BreakerState, Phase};
 use crate::window::{Totals, Window};
 use breakwater_common::filter_state::BreakerOutcome;
+use breakwater_common::grpc;
 
 /// How far the clock may appear to run backwards before it counts as a step back. Workers read
 /// the clock a moment apart, so another worker's newer timestamp is normal, not a clock jump.
@@ -18,8 +19,14 @@ pub enum Admission {
     Pass { epoch: u32 },
     /// Half-open: let it through as one of the probes of `epoch`.
     Probe { epoch: u32 },
-    /// Open, or half-open with every probe taken: reject.
-    Reject { retry_after_s: u64 },
+    /// Open, or half-open with every probe taken: reject; a new call may be admitted (as a
+    /// probe) in `retry_after_ms` at the earliest.
+    Reject { retry_after_ms: u64 },
+}
+
+/// `Retry-After` of a rejection: whole seconds, rounded up, at least 1.
+pub fn retry_after_s(retry_after_ms: u64) -> u64 {
+    retry_after_ms.div_ceil(1000).max(1)
 }
 
 /// Why the breaker changed phase.
@@ -112,29 +119,46 @@ impl Outcome {
 /// What Envoy reported about a finished call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallFacts {
-    /// `response.code`; `None` or 0 when no response was sent.
+    /// `:status` as the response passed the breaker; `None` or 0 when no response was sent.
     pub status: Option<u32>,
     /// `response.flags`.
     pub flags: u64,
     /// From the request's arrival to the response headers (or to the end, without response).
     pub latency_ms: u64,
+    pub grpc: Grpc,
+}
+
+/// Whether a call was a gRPC call, and the status it ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Grpc {
+    #[default]
+    NotGrpc,
+    /// The status of its response once that ended (trailers-only headers, or trailers), as a
+    /// gRPC client takes it (`grpc::status_of_ended_response`); `None` when the stream ended
+    /// otherwise (reset, or a body without trailers).
+    Call { status: Option<u32> },
 }
 
 /// Classifies a call. Envoy's error flags (connect failure, timeout, reset, …) count as
-/// failures whatever the status; then the status list decides.
+/// failures whatever the status; then the HTTP status list decides, then for a gRPC call its
+/// gRPC status. A gRPC call whose response did not end with a status is judged by the status
+/// its HTTP status maps to, unless that was 200: then its stream was cut (the client cancelled
+/// it: Envoy's `DR`, an RST_STREAM) and it is unanswered, neither success nor failure.
 pub fn classify(failure: &FailurePolicy, facts: CallFacts) -> Outcome {
     let slow = failure.slow_call_ms.is_some_and(|t| facts.latency_ms > t);
     let verdict = if failure.flags.intersects(facts.flags) {
         Verdict::Failure
     } else {
-        match facts.status {
-            Some(code) if code > 0 => {
-                if failure.statuses.contains(code) {
-                    Verdict::Failure
-                } else {
-                    Verdict::Success
+        match (facts.status, facts.grpc) {
+            (Some(code), _) if code > 0 && failure.statuses.contains(code) => Verdict::Failure,
+            (Some(code), Grpc::Call { status }) if code > 0 => {
+                match status.or((code != 200).then(|| grpc::status_of_http(code))) {
+                    Some(s) if failure.grpc_statuses.contains(s) => Verdict::Failure,
+                    Some(_) => Verdict::Success,
+                    None => Verdict::Unanswered,
                 }
             }
+            (Some(code), Grpc::NotGrpc) if code > 0 => Verdict::Success,
             _ => Verdict::Unanswered,
         }
     };
@@ -221,7 +245,9 @@ pub fn admit(spec: &BreakerSpec, state: &mut BreakerState, now_ms: u64) -> Admit
             }
             Admitted {
                 // The breaker is deciding; the answer may come with the next probe response.
-                admission: Admission::Reject { retry_after_s: 1 },
+                admission: Admission::Reject {
+                    retry_after_ms: 1000,
+                },
                 transition: None,
                 written_off: 0,
                 changed: false,
@@ -372,7 +398,7 @@ pub fn still_open(phase_since_ms: u64, open_until_ms: u64, now_ms: u64) -> Optio
     }
     Some(Admitted {
         admission: Admission::Reject {
-            retry_after_s: (open_until_ms - now_ms).div_ceil(1000).max(1),
+            retry_after_ms: open_until_ms - now_ms,
         },
         transition: None,
         written_off: 0,
@@ -538,16 +564,28 @@ mod tests {
     fn rejects_while_open_with_retry_after() {
         let (spec, mut s) = opened_at(T0);
         let a = admit(&spec, &mut s, T0 + 1);
-        assert_eq!(a.admission, Admission::Reject { retry_after_s: 5 });
+        assert_eq!(
+            a.admission,
+            Admission::Reject {
+                retry_after_ms: 4999
+            }
+        );
+        assert_eq!(retry_after_s(4999), 5);
         assert!(!a.changed);
         assert_eq!(
             admit(&spec, &mut s, T0 + 4001).admission,
-            Admission::Reject { retry_after_s: 1 }
+            Admission::Reject {
+                retry_after_ms: 999
+            }
         );
+        assert_eq!(retry_after_s(999), 1);
         assert_eq!(
             admit(&spec, &mut s, T0 + 3999).admission,
-            Admission::Reject { retry_after_s: 2 }
+            Admission::Reject {
+                retry_after_ms: 1001
+            }
         );
+        assert_eq!(retry_after_s(1001), 2);
     }
 
     #[test]
@@ -579,7 +617,9 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(
                 admit(&spec, &mut s, t).admission,
-                Admission::Reject { retry_after_s: 1 }
+                Admission::Reject {
+                    retry_after_ms: 1000
+                }
             );
         }
         assert_eq!(s.probes_admitted, 2);
@@ -668,7 +708,9 @@ mod tests {
         admit(&spec, &mut s, t);
         assert_eq!(
             admit(&spec, &mut s, t + 9_999).admission,
-            Admission::Reject { retry_after_s: 1 }
+            Admission::Reject {
+                retry_after_ms: 1000
+            }
         );
         let a = admit(&spec, &mut s, t + 10_000);
         assert_eq!(a.written_off, 2);
@@ -898,6 +940,7 @@ mod tests {
                     status,
                     flags,
                     latency_ms,
+                    grpc: Grpc::NotGrpc,
                 },
             )
         };

@@ -8,7 +8,8 @@
 
 use crate::config::{BreakerConfig, BreakerSpec, WindowSpec, MAX_COUNT_WINDOW, MAX_TIME_BUCKETS};
 use crate::policy::{
-    admit, open_duration_ms, record, still_open, Admission, Outcome, Verdict, CLOCK_STEP_BACK_MS,
+    admit, open_duration_ms, record, retry_after_s, still_open, Admission, Outcome, Verdict,
+    CLOCK_STEP_BACK_MS,
 };
 use crate::state::{BreakerState, Phase};
 use crate::window::{Totals, Window};
@@ -578,11 +579,11 @@ fn still_open_rejects_exactly_until_open_until() {
             match still_open(since, until, now) {
                 Some(a) => {
                     prop_assert!(now < until && !stepped_back);
-                    let Admission::Reject { retry_after_s } = a.admission else {
+                    let Admission::Reject { retry_after_ms } = a.admission else {
                         return Err(TestCaseError::fail("still_open admitted"));
                     };
-                    prop_assert_eq!(retry_after_s, (until - now).div_ceil(1000).max(1));
-                    prop_assert!(retry_after_s * 1000 >= until - now);
+                    prop_assert_eq!(retry_after_ms, until - now);
+                    prop_assert!(retry_after_s(retry_after_ms) * 1000 >= until - now);
                     prop_assert!(!a.changed && a.transition.is_none());
                 }
                 None => prop_assert!(now >= until || stepped_back),
@@ -685,8 +686,8 @@ fn the_breaker_never_admits_early() {
             let (epoch, probe) = match a.admission {
                 Admission::Pass { epoch } => (epoch, false),
                 Admission::Probe { epoch } => (epoch, true),
-                Admission::Reject { retry_after_s } => {
-                    prop_assert!(retry_after_s >= 1);
+                Admission::Reject { retry_after_ms } => {
+                    prop_assert!(retry_after_ms >= 1);
                     continue;
                 }
             };

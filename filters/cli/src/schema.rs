@@ -320,11 +320,11 @@ mod tests {
                     "match": {"path_prefix": "/recommendations", "methods": ["GET", "HEAD"], "authority": "*.example.com", "cluster": "backend", "route": "default"},
                     "split_by": "header:x-tenant",
                     "max_keys": 500,
-                    "failure": {"statuses": [503, "5xx", "500-504", " 429 "], "response_flags": ["UF", "UT", "URX", "UC"], "slow_call": "2s", "hang_after": "500ms"},
+                    "failure": {"statuses": [503, "5xx", "500-504", " 429 "], "response_flags": ["UF", "UT", "URX", "UC"], "slow_call": "2s", "hang_after": "500ms", "grpc_statuses": ["UNAVAILABLE", 4, "internal"]},
                     "trip": {"consecutive_failures": 5, "failure_rate": 50, "slow_call_rate": 80.5, "minimum_calls": 20, "window": {"kind": "count", "size": 100}},
                     "open": {"duration": "5s", "max_duration": "60s", "backoff_multiplier": 2.0, "jitter": 0.1},
                     "half_open": {"probes": 3, "max_wait": "10s"},
-                    "response": {"status": 503, "headers": {"content-type": "application/json"}, "body": "{\"error\":\"unavailable\"}"},
+                    "response": {"status": 503, "headers": {"content-type": "application/json"}, "body": "{\"error\":\"unavailable\"}", "grpc": {"status": "RESOURCE_EXHAUSTED", "message": "recommendations are resting"}},
                     "mode": "dry_run",
                 },
                 {
@@ -339,12 +339,13 @@ mod tests {
                     {
                         "name": "popular-items",
                         "match": {"path_prefix": "/recommendations", "methods": ["GET"], "authority": "shop.example.com:8080", "cluster": "backend", "route": "r1"},
-                        "on": {"statuses": ["5xx", 429], "response_flags": ["UF", "UT"], "breaker_open": true},
+                        "on": {"statuses": ["5xx", 429], "response_flags": ["UF", "UT"], "breaker_open": true, "grpc_statuses": ["UNAVAILABLE", 4]},
                         "serve": [
                             {"stale": {"max_age": "10m", "statuses": [200, "203", "404-410"], "vary": ["accept-language"], "allow_credentials": false}},
                             {"service": {"cluster": "popular-cache", "path": "/popular.json?n=10", "authority": "popular.internal", "timeout": "300ms"}},
                             {"static": {"status": 200, "headers": {"content-type": "application/json"}, "body": "[]"}},
                             {"static": {"status": 503, "body_base64": "AP8="}},
+                            {"grpc": {"status": "FAILED_PRECONDITION", "message": "degraded: popular items only", "metadata": {"x-degraded": "popular", "trace-bin": "AP8="}}},
                         ],
                     },
                     {"name": "exact", "match": {"path_exact": "/x"}, "serve": [{"static": {}}]},
@@ -359,7 +360,7 @@ mod tests {
                 "response_headers": ["content-type"],
                 "redact": {"detectors": ["email", "payment_card", "no_bank_account"], "query_params": ["token"], "mode": "hash", "hmac_key": "0123456789abcdef0123", "max_value_bytes": 2048,
                     "patterns": [{"name": "customer_no", "regex": "\\b\\d{8}\\b", "validate": "mod11", "keywords": ["kundenr"], "keyword_distance": 20}]},
-                "sampling": {"rate": 0.25, "always_keep": ["5xx", "429", "500-504", "fallback", "breaker_rejected", "slow", "response_flags"], "slow": "1s"},
+                "sampling": {"rate": 0.25, "always_keep": ["5xx", "429", "500-504", "fallback", "breaker_rejected", "slow", "response_flags", "grpc_error", "UNAVAILABLE", "deadline_exceeded"], "slow": "1s"},
                 "upstream_headers": {"x-breakwater-service": "checkout"},
                 "body": {"max_bytes": 4096, "content_types": ["application/json", "text/plain"], "redact_fields": ["customer.ssn", "items[].card"], "keep_fields": ["id", "customer"], "parse_max_bytes": 8192},
                 "separate_fields": false,
@@ -472,7 +473,33 @@ mod tests {
                         r#""failure":{"slow_call":"2 s"}"#,
                         r#""failure":{"slow_call":"0s"}"#,
                         r#""failure":{"slow_call":"1.5ms"}"#,
+                        r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":[]}"#,
                         r#""failure":{"statuses":[],"response_flags":[]}"#,
+                        r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":null,"slow_call":null}"#,
+                        r#""failure":{"grpc_statuses":["UNAVAILABLE","OK"]}"#,
+                        r#""failure":{"grpc_statuses":[14,0]}"#,
+                        r#""failure":{"grpc_statuses":[" ok "]}"#,
+                        r#""failure":{"grpc_statuses":[" 000 "]}"#,
+                        r#""failure":{"grpc_statuses":["\u00a00\u3000"]}"#,
+                        r#""failure":{"grpc_statuses":["+0"]}"#,
+                        r#""failure":{"grpc_statuses":["+14"]}"#,
+                        r#""failure":{"grpc_statuses":["-0"]}"#,
+                        r#""failure":{"grpc_statuses":["\ufeff14"]}"#,
+                        r#""failure":{"grpc_statuses":["017"]}"#,
+                        r#""failure":{"grpc_statuses":["NOPE"]}"#,
+                        r#""failure":{"grpc_statuses":[17]}"#,
+                        r#""failure":{"grpc_statuses":["UNAVAILABLE_"]}"#,
+                        r#""failure":{"grpc_statuses":"UNAVAILABLE"}"#,
+                        r#""response":{"grpc":{"status":"OK"}}"#,
+                        r#""response":{"grpc":{"status":" ok "}}"#,
+                        r#""response":{"grpc":{"status":0}}"#,
+                        r#""response":{"grpc":{"status":"00"}}"#,
+                        r#""response":{"grpc":{"status":"+0"}}"#,
+                        r#""response":{"grpc":{"status":"+14"}}"#,
+                        r#""response":{"grpc":{"status":"\u00a0Ok"}}"#,
+                        r#""response":{"grpc":{"status":-1}}"#,
+                        r#""response":{"grpc":{"status":"teapot"}}"#,
+                        r#""response":{"grpc":{"code":14}}"#,
                         r#""open":{"duration":"0s"}"#,
                         r#""open":{"duration":"5"}"#,
                         r#""open":{"duration":"169h"}"#,
@@ -563,6 +590,73 @@ mod tests {
                     ]
                     .map(serve),
                 );
+                // gRPC: the grpc source and the triggers that need it.
+                out.extend(
+                    [
+                        r#"{"grpc":{}}"#,
+                        r#"{"grpc":null}"#,
+                        r#"{"grpc":{"status":"OK"}}"#,
+                        r#"{"grpc":{"status":"ok"}}"#,
+                        r#"{"grpc":{"status":0}}"#,
+                        r#"{"grpc":{"status":" 00 "}}"#,
+                        r#"{"grpc":{"status":"+0"}}"#,
+                        r#"{"grpc":{"status":"+14"}}"#,
+                        r#"{"grpc":{"status":"\u3000oK"}}"#,
+                        r#"{"grpc":{"status":17}}"#,
+                        r#"{"grpc":{"status":-1}}"#,
+                        r#"{"grpc":{"status":"NOPE"}}"#,
+                        r#"{"grpc":{"status":true}}"#,
+                        r#"{"grpc":{"status":14,"mesage":"x"}}"#,
+                        r#"{"grpc":{"status":14,"message":7}}"#,
+                        r#"{"grpc":{"status":14},"static":{}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{":status":"200"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"a b":"x"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"x~y":"x"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"":"x"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"x-a":"caf\u00e9"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"x-a":"a\tb"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"x-a":"a\r\nb"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"x-a":1}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"trace-bin":"not base64!"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"Trace-BIN":"Zm9v YmFy"}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"trace-bin":"Zh=="}}}"#,
+                        r#"{"grpc":{"status":14,"metadata":[]}}"#,
+                    ]
+                    .map(serve),
+                );
+                for (name, _) in fb::RESERVED_GRPC_METADATA {
+                    for spelled in [name.to_string(), name.to_ascii_uppercase()] {
+                        out.push(serve(&format!(
+                            r#"{{"grpc":{{"status":14,"metadata":{{"{spelled}":"x"}}}}}}"#
+                        )));
+                    }
+                }
+                out.push(serve(&format!(
+                    r#"{{"grpc":{{"status":14,"message":"{}"}}}}"#,
+                    "m".repeat(breakwater_common::grpc::MAX_GRPC_MESSAGE_BYTES + 1)
+                )));
+                out.push(serve(&format!(
+                    r#"{{"grpc":{{"status":14,"metadata":{{"x-a":"{}"}}}}}}"#,
+                    "v".repeat(breakwater_common::headers::MAX_HEADER_VALUE_BYTES + 1)
+                )));
+                out.push(serve(&format!(
+                    r#"{{"grpc":{{"status":14,"metadata":{{{}}}}}}}"#,
+                    many(r#""x-{i}":"v""#, MAX_HEADERS + 1)
+                )));
+                out.extend(
+                    [
+                        r#""on":{"grpc_statuses":["UNAVAILABLE"]},"serve":[{"static":{}}]"#,
+                        r#""on":{"grpc_statuses":[14]},"serve":[{"stale":{"max_age":"1m"}},{"service":{"cluster":"c","path":"/"}}]"#,
+                        r#""on":{"grpc_statuses":[14,"OK"]},"serve":[{"grpc":{"status":14}}]"#,
+                        r#""on":{"grpc_statuses":[0]},"serve":[{"grpc":{"status":14}}]"#,
+                        r#""on":{"grpc_statuses":[14," 00 "]},"serve":[{"grpc":{"status":14}}]"#,
+                        r#""on":{"grpc_statuses":["+0"]},"serve":[{"grpc":{"status":14}}]"#,
+                        r#""on":{"grpc_statuses":["NOPE"]},"serve":[{"grpc":{"status":14}}]"#,
+                        r#""on":{"grpc_statuses":"UNAVAILABLE"},"serve":[{"grpc":{"status":14}}]"#,
+                        r#""on":{"statuses":[],"breaker_open":false,"grpc_statuses":[]},"serve":[{"grpc":{"status":14}}]"#,
+                    ]
+                    .map(rule),
+                );
                 out.push(serve(&many(r#"{"static":{}}"#, fb::MAX_SOURCES + 1)));
                 out.push(format!(
                     r#"{{"rules":[{}]}}"#,
@@ -603,6 +697,12 @@ mod tests {
                     r#"{"sampling":{"always_keep":["fast"]}}"#,
                     r#"{"sampling":{"always_keep":[500]}}"#,
                     r#"{"sampling":{"always_keep":[" fallback"]}}"#,
+                    r#"{"sampling":{"always_keep":["NOPE"]}}"#,
+                    r#"{"sampling":{"always_keep":["GRPC_ERROR"]}}"#,
+                    r#"{"sampling":{"always_keep":[" UNAVAILABLE"]}}"#,
+                    r#"{"sampling":{"always_keep":["UNAVAILABLE_"]}}"#,
+                    r#"{"sampling":{"always_keep":["14"]}}"#,
+                    r#"{"sampling":{"always_keep":[14]}}"#,
                     r#"{"sampling":{"slow":"0s"}}"#,
                     r#"{"upstream_headers":{"host":"x"}}"#,
                     r#"{"upstream_headers":{"Connection":"x"}}"#,
@@ -730,6 +830,12 @@ mod tests {
                         r#""half_open":{"probes":1000,"max_wait":"1.0ms"}"#,
                         r#""response":{"status":200,"headers":{},"body":""}"#,
                         r#""response":{"headers":{"Retry-After-X":"1","x-a":""}}"#,
+                        r#""failure":{"grpc_statuses":[" Unavailable ","14",1,"data_loss","0016","\u00a04\u3000"]}"#,
+                        r#""failure":{"statuses":[],"response_flags":[],"grpc_statuses":["INTERNAL"]}"#,
+                        r#""failure":{"statuses":[],"grpc_statuses":null}"#,
+                        r#""response":{"grpc":{"status":" 8 ","message":""}}"#,
+                        r#""response":{"grpc":{"status":"\t016\n"}}"#,
+                        r#""response":{"grpc":{"status":null,"message":null}}"#,
                         r#""mode":"forced_open""#,
                     ]
                     .map(breaker)
@@ -761,6 +867,31 @@ mod tests {
                     .to_vec(),
                 ));
                 out.extend(parse(vec![rule(r#""on":null,"serve":[{"static":{}}]"#), rule(r#""on":{"statuses":[],"breaker_open":true},"serve":[{"static":{}}]"#), rule(r#""on":{"statuses":[],"response_flags":["UO"],"breaker_open":false},"serve":[{"static":{}}]"#)]));
+                out.push(readme_example("### gRPC calls"));
+                out.extend(parse(
+                    [
+                        r#"{"grpc":{"status":"unavailable"}}"#,
+                        r#"{"grpc":{"status":16,"message":"","metadata":{}}}"#,
+                        r#"{"grpc":{"status":" 14 ","message":null,"metadata":null}}"#,
+                        r#"{"grpc":{"status":"\u3000014\u0085"}}"#,
+                        r#"{"grpc":{"status":"Resource_Exhausted","message":"é % ünïcode"}}"#,
+                        r#"{"grpc":{"status":14,"metadata":{"A-Bin":"AP8","b-bin":"AP8=","x.y_z":" ~!","c":"","grpc-retry-pushback-ms":"500","Grpc-Status-X":"1"}}}"#,
+                        r#"{"grpc":{"status":14}},{"static":{}}"#,
+                        r#"{"static":{}},{"grpc":{"status":14}},{"grpc":{"status":9}}"#,
+                    ]
+                    .map(serve)
+                    .to_vec(),
+                ));
+                out.extend(parse(
+                    [
+                        r#""on":{"grpc_statuses":[]},"serve":[{"static":{}}]"#,
+                        r#""on":{"grpc_statuses":null},"serve":[{"static":{}}]"#,
+                        r#""on":{"statuses":[],"breaker_open":false,"grpc_statuses":["unavailable",4," 16 ","01"]},"serve":[{"grpc":{"status":9}}]"#,
+                        r#""on":{"grpc_statuses":[14]},"serve":[{"static":{}},{"grpc":{"status":9}}]"#,
+                    ]
+                    .map(rule)
+                    .to_vec(),
+                ));
                 out
             }
             Filter::LogEnrichment => vec![
@@ -771,6 +902,7 @@ mod tests {
                 json!({"redact": {"mode": "mask", "detectors": ["email", "email"], "query_params": []}}),
                 json!({"correlation": {"header": "X-Request-Trace"}, "upstream_headers": {"x-correlation-id": "fixed"}}),
                 json!({"sampling": {"rate": 0, "always_keep": [" 5xx ", "429", "500-504", "fallback"]}}),
+                json!({"sampling": {"rate": 0, "always_keep": ["grpc_error", "ok", "Unavailable", "DEADLINE_EXCEEDED", "unauthenticated", "500"]}}),
                 json!({"body": {}, "request_headers": [], "upstream_headers": {}}),
                 json!({"body": {"keep_fields": [], "redact_fields": ["[].ssn", "tags[][]", "a-b.c d"], "parse_max_bytes": 65536}}),
                 json!({"redact": {"patterns": [{"name": "a", "regex": "(?i)kid\\s*\\d{4}", "validate": null, "keywords": null, "keyword_distance": null}, {"name": "z_9", "regex": "x", "validate": "luhn", "keywords": ["Kundenr", "é"], "keyword_distance": 256}]}}),
@@ -812,6 +944,13 @@ mod tests {
                 serve(r#"{"stale":{"max_age":"1m","statuses":["200-210"]}}"#),
                 serve(&format!(r#"{{"static":{{"body_base64":"{}"}}}}"#, "AAAA".repeat(21_846))),
                 r#"{"cache":{"max_entries":1e3}}"#.to_string(),
+                // gRPC metadata names listed twice in different case; a message within the
+                // limit in characters, over it in UTF-8 bytes.
+                serve(r#"{"grpc":{"status":14,"metadata":{"x-a":"1","X-A":"2"}}}"#),
+                serve(&format!(
+                    r#"{{"grpc":{{"status":14,"message":"{}"}}}}"#,
+                    "é".repeat(breakwater_common::grpc::MAX_GRPC_MESSAGE_BYTES / 2 + 1)
+                )),
             ],
             Filter::LogEnrichment => vec![
                 r#"{"upstream_headers":{"x-correlation-id":"x"}}"#.to_string(),
@@ -1171,6 +1310,62 @@ mod tests {
                 accepted += usize::from(by_parser);
             }
             assert!(accepted > 500, "{def}: {accepted}");
+        }
+    }
+
+    #[test]
+    fn grpc_status_patterns_accept_what_the_parser_accepts() {
+        use breakwater_common::grpc::{code_schema, GrpcCode, NotOkCode, CODE_NAMES};
+        let mut samples = all_strings(&['0', '1', '4', '6', '7', '+', '-', ' ', 'o', 'K', '.'], 4);
+        let mut random = Random(0x0DDB_1A5E_5BAD_5EED);
+        let names: Vec<String> = CODE_NAMES
+            .iter()
+            .flat_map(|n| {
+                [
+                    n.to_string(),
+                    n.to_ascii_lowercase(),
+                    format!("{n}_"),
+                    n[1..].to_string(),
+                ]
+            })
+            .collect();
+        let numbers = [
+            "0", "00", "000", "1", "01", "14", "014", "0014", "16", "016", "17", "017", "99", "100",
+        ];
+        for _ in 0..3000 {
+            let (before, after) = (random.pick(SPACES), random.pick(SPACES));
+            let sign = random.pick(&["", "", "", "+", "-"]);
+            let core = if random.below(2) == 0 {
+                random.pick(&numbers).to_string()
+            } else {
+                names[random.below(names.len())].clone()
+            };
+            samples.push(format!("{before}{sign}{core}{after}"));
+        }
+        let mut generator = schemars::generate::SchemaGenerator::default();
+        let not_ok =
+            serde_json::to_value(NotOkCode::<cb::FailureStatus>::json_schema(&mut generator))
+                .unwrap();
+        for (def, schema, read) in [
+            (
+                "grpc_status",
+                code_schema(),
+                (|v: &Value| serde_json::from_value::<GrpcCode>(v.clone()).is_ok())
+                    as fn(&Value) -> bool,
+            ),
+            ("grpc_failure_status", not_ok, |v: &Value| {
+                serde_json::from_value::<NotOkCode<cb::FailureStatus>>(v.clone()).is_ok()
+            }),
+        ] {
+            let validator = Validator::of_fragment(def, schema);
+            let numbers = (-2..20).map(|n| json!(n));
+            let mut accepted = 0;
+            for value in numbers.chain(samples.iter().map(|t| json!(t))) {
+                let by_parser = read(&value);
+                assert_eq!(by_parser, validator.check(&value).is_ok(), "{def}: {value}");
+                accepted += usize::from(by_parser);
+            }
+            assert!(accepted > 300, "{def}: {accepted}");
         }
     }
 

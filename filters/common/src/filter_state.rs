@@ -112,6 +112,8 @@ values! {
         ResponseFlags => "response_flags",
         /// The circuit breaker rejected the request.
         BreakerOpen => "breaker_open",
+        /// A gRPC call's trailers-only response carried a status in `on.grpc_statuses`.
+        GrpcStatus => "grpc_status",
     }
 }
 
@@ -121,6 +123,8 @@ values! {
         Static => "static",
         Stale => "stale",
         Service => "service",
+        /// A gRPC call was answered with the configured gRPC status (a trailers-only reply).
+        Grpc => "grpc",
         /// Every source failed or had nothing: the original response went on.
         None => "none",
     }

@@ -10,6 +10,7 @@
 //! - [`duration`]: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
 //! - [`status`]: status codes, classes (`"5xx"`) and ranges (`"500-504"`).
 //! - [`flags`]: Envoy's response flags by short name (`UF`, `UT`, …) as read from `response.flags`.
+//! - [`grpc`]: gRPC calls, status codes by name, `grpc-status` values, service and method.
 //! - [`host`]: the `Host` trait filters' engines use, and a fake for their tests.
 //! - [`matcher`]: the request-matching vocabulary shared by all filters.
 //! - [`request`]: lazy, read-once access to request attributes.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod duration;
 pub mod filter_state;
 pub mod flags;
+pub mod grpc;
 pub mod hash;
 pub mod headers;
 pub mod host;

@@ -344,6 +344,13 @@ pub const HEADER_NAME: &str = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
 
 /// `^(a|b)$` for these words in any ASCII case, e.g. `[Aa][Gg][Ee]`.
 pub fn caseless(words: &[&str]) -> String {
+    format!("^({})$", caseless_alternatives(words))
+}
+
+/// These words in any ASCII case as alternatives, unanchored and not grouped (`[Oo][Kk]|…`),
+/// to be part of a larger pattern: letter by letter, so that every JSON Schema regex dialect
+/// reads them the same (no inline flags such as `(?i)`).
+pub fn caseless_alternatives(words: &[&str]) -> String {
     let word = |w: &str| -> String {
         w.chars()
             .map(|c| match (c.to_ascii_uppercase(), c.to_ascii_lowercase()) {
@@ -352,10 +359,7 @@ pub fn caseless(words: &[&str]) -> String {
             })
             .collect()
     };
-    format!(
-        "^({})$",
-        words.iter().map(|w| word(w)).collect::<Vec<_>>().join("|")
-    )
+    words.iter().map(|w| word(w)).collect::<Vec<_>>().join("|")
 }
 
 /// A `Value` built with `json!` as a schemars `Schema` (every value built here is an object).

@@ -152,6 +152,14 @@ pub fn response_header(name: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// A response trailer as raw bytes. Only in `on_http_response_trailers` (the map exists then;
+/// Envoy answers NotFound for a missing trailer, which the SDK maps to `None`).
+pub fn response_trailer(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseTrailers, name)
+        .ok()
+        .flatten()
+}
+
 /// Sets a request header (replacing every value) before the request goes upstream. Only in
 /// `on_http_request_headers`.
 pub fn replace_request_header(name: &str, value: &[u8]) {

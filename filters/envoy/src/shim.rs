@@ -44,12 +44,15 @@ mod imports {
     const OK: u32 = 0;
 
     /// Sends a local reply with `details` as its response code details (Envoy replaces spaces with
-    /// `_`). Envoy defers the reply and reports success even when it will not take effect.
+    /// `_`). Envoy defers the reply and reports success even when it will not take effect. For
+    /// a gRPC request Envoy sends it trailers-only, with `grpc_status` (or, when `None`, a
+    /// status derived from `status`) and the body as `grpc-message`.
     pub fn send_local_response(
         status: u32,
         details: &str,
         headers: &[(&str, &[u8])],
         body: &[u8],
+        grpc_status: Option<u32>,
     ) -> Result<(), u32> {
         let serialized = serialize(headers);
         // SAFETY: every pointer and length pair describes a live slice for the duration of the
@@ -63,8 +66,10 @@ mod imports {
                 body.len(),
                 serialized.as_ptr(),
                 serialized.len(),
-                // No gRPC status: Envoy derives one for gRPC requests.
-                -1,
+                // -1: none given, Envoy derives one for gRPC requests.
+                grpc_status
+                    .and_then(|s| i32::try_from(s).ok())
+                    .unwrap_or(-1),
             )
         };
         if status == OK {

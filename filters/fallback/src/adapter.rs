@@ -2,15 +2,18 @@
 //! and carries out the engine's steps (a local reply, a callout, resuming). No policy lives
 //! here.
 //!
-//! Host calls per request: a matched request costs what its match needs; its response costs
-//! `:status`, and `response.flags` or the breaker's decision only when a trigger needs them;
+//! Host calls per request: a matched request costs what its match needs and its
+//! `content-type` (a gRPC call or not); its response costs `:status`, and `response.flags`,
+//! the breaker's decision or (gRPC calls only) `grpc-status` only when a trigger needs them;
 //! a good response worth keeping also reads all response headers and its body chunks. Body
-//! callbacks return at once unless a response is being kept.
+//! callbacks return at once unless a response is being kept. A request whose rule has no
+//! source for its kind costs nothing after its `content-type`.
 
 use crate::config::FallbackConfig;
 use crate::engine::{Capture, Engine, OnResponse, Plan, ResponseView, Step, WorkerState};
 use breakwater_common::filter_state::{fallback as keys, CacheEvent, FallbackServed};
 use breakwater_common::flags::decode_flags;
+use breakwater_common::grpc;
 use breakwater_envoy::{self as envoy, shim, Envoy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
@@ -81,7 +84,11 @@ struct FallbackStream {
 
 /// The current response, read through the host only as far as the engine asks. Used only in
 /// `on_http_response_headers`, while the response headers exist.
-struct EnvoyResponse;
+struct EnvoyResponse {
+    /// The headers end the stream: for gRPC, a trailers-only response, the only one whose
+    /// headers carry the call's status.
+    end_of_stream: bool,
+}
 
 impl ResponseView for EnvoyResponse {
     fn status(&self) -> Option<u32> {
@@ -95,6 +102,18 @@ impl ResponseView for EnvoyResponse {
 
     fn breaker_decision(&self) -> Option<Vec<u8>> {
         envoy::property(&[breakwater_common::filter_state::breaker::DECISION])
+    }
+
+    fn grpc_status(&self) -> Option<u32> {
+        if !self.end_of_stream {
+            return None;
+        }
+        // The status a gRPC client sees; the HTTP status is read again only when the response
+        // has no grpc-status (then it decides, as in gRPC's mapping).
+        match envoy::response_header("grpc-status") {
+            Some(value) => Some(grpc::status_of_ended_response(Some(&value), None)),
+            None => Some(grpc::status_of_ended_response(None, self.status())),
+        }
     }
 }
 
@@ -118,9 +137,18 @@ impl FallbackStream {
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_slice()))
                         .collect();
+                    // `breakwater_fallback_static`, …, `breakwater_fallback_grpc`.
                     let details = format!("{DETAILS_PREFIX}{}", reply.source);
-                    if shim::send_local_response(reply.status, &details, &headers, &reply.body)
-                        .is_ok()
+                    // With a gRPC status, Envoy answers the gRPC call trailers-only: that
+                    // grpc-status, the body as grpc-message, the headers as metadata.
+                    if shim::send_local_response(
+                        reply.status,
+                        &details,
+                        &headers,
+                        &reply.body,
+                        reply.grpc_status,
+                    )
+                    .is_ok()
                     {
                         self.replied = true;
                         envoy::set_filter_state(keys::SERVED, reply.source.as_bytes());
@@ -212,9 +240,13 @@ impl HttpContext for FallbackStream {
             let Ok(mut worker) = worker.try_borrow_mut() else {
                 return Action::Continue;
             };
-            engine.on_response_headers(&Envoy, &mut worker, plan, &EnvoyResponse, || {
-                shim::header_map_pairs(MapType::HttpResponseHeaders)
-            })
+            engine.on_response_headers(
+                &Envoy,
+                &mut worker,
+                plan,
+                &EnvoyResponse { end_of_stream },
+                || shim::header_map_pairs(MapType::HttpResponseHeaders),
+            )
         };
         match decision {
             OnResponse::Fallback(trigger) => {

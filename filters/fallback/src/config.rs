@@ -7,7 +7,10 @@ use breakwater_common::config::{self, Bounded, ConfigError, FieldPath, Name};
 use breakwater_common::duration::Millis;
 use breakwater_common::duration::{AnyDuration, DurationIn, PositiveDuration};
 use breakwater_common::flags::FlagSet;
-use breakwater_common::headers::{ConfiguredHeaders, HeaderList, Reserved};
+use breakwater_common::grpc::{GrpcStatusSet, NotOk, NotOkCode, MAX_GRPC_MESSAGE_BYTES};
+use breakwater_common::headers::{
+    ConfiguredHeaders, HeaderList, Reserved, MAX_HEADERS, MAX_HEADER_VALUE_BYTES,
+};
 use breakwater_common::matcher::{MatchConfig, RequestMatcher};
 use breakwater_common::status::{StatusSet, StatusSpec};
 #[cfg(feature = "schema")]
@@ -50,6 +53,43 @@ impl Reserved for FallbackHeaders {
     const REASON: &'static str = "is set by the fallback filter itself";
 }
 
+/// Metadata names a `grpc` source may not set, and why: the status itself, the HTTP/2 framing
+/// of a gRPC response (Envoy writes it), and breakwater's own markers.
+pub const RESERVED_GRPC_METADATA: &[(&str, &str)] = &[
+    (
+        "grpc-status",
+        "is the source's status: set it with grpc.status",
+    ),
+    (
+        "grpc-message",
+        "is the source's message: set it with grpc.message",
+    ),
+    (
+        "grpc-status-details-bin",
+        "carries a status of its own (google.rpc.Status), which could contradict grpc.status",
+    ),
+    (
+        "content-type",
+        "is part of the gRPC response's framing, which Envoy writes",
+    ),
+    (
+        "te",
+        "is part of the gRPC response's framing, which Envoy writes",
+    ),
+    (
+        "content-length",
+        "is part of the gRPC response's framing, which Envoy writes",
+    ),
+    (
+        "x-breakwater-fallback",
+        "is set by the fallback filter itself (x-breakwater-fallback: grpc)",
+    ),
+    (
+        "x-breakwater-breaker",
+        "marks the circuit breaker's own rejections",
+    ),
+];
+
 // ---------------------------------------------------------------------------------------------
 // What a user writes. Every optional key is an `Option`: a JSON `null` means the key is absent.
 
@@ -73,7 +113,11 @@ pub struct RawConfig {
 /// One rule: which requests, what triggers the fallback, and the sources tried in order.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an object")]
-#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "rule"))]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "rule", transform = rule_rules)
+)]
 pub struct RawRule {
     /// Unique among the rules; used in stats, shared-data keys and filter state.
     pub name: Name,
@@ -81,7 +125,8 @@ pub struct RawRule {
     pub r#match: Option<MatchConfig>,
     /// What makes a response fail over; omitted: a 5xx or a breaker rejection.
     pub on: Option<RawTriggers>,
-    /// The sources, tried in order until one answers; at most one `stale`.
+    /// The sources, tried in order until one answers; at most one `stale`. HTTP requests get
+    /// only static, stale and service; gRPC calls only grpc.
     #[cfg_attr(
         feature = "schema",
         schemars(length(min = 1, max = MAX_SOURCES), extend("contains" = {"required": ["stale"]}, "minContains" = 0, "maxContains" = 1))
@@ -103,17 +148,22 @@ pub struct RawTriggers {
     /// A rejection by breakwater's circuit breaker triggers.
     #[cfg_attr(feature = "schema", schemars(extend("default" = true)))]
     pub breaker_open: Option<bool>,
+    /// gRPC statuses that trigger for gRPC calls, read from the headers of a trailers-only
+    /// response, by name ("UNAVAILABLE") or number; not OK. Only in a rule with a grpc source.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = [] as [&str; 0])))]
+    pub grpc_statuses: Option<Vec<NotOkCode<TriggerStatus>>>,
 }
 
-/// One source: an object with exactly one of `static`, `stale` or `service`.
+/// One source: an object with exactly one of `static`, `stale`, `service` or `grpc`.
 #[derive(Debug)]
 pub enum RawSource {
     Static(RawStatic),
     Stale(RawStale),
     Service(RawService),
+    Grpc(RawGrpc),
 }
 
-const SOURCE_KINDS: &str = "give exactly one of static, stale, service";
+const SOURCE_KINDS: &str = "give exactly one of static, stale, service, grpc";
 
 impl<'de> Deserialize<'de> for RawSource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -121,7 +171,7 @@ impl<'de> Deserialize<'de> for RawSource {
         impl<'de> Visitor<'de> for OneSource {
             type Value = RawSource;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object with one of static, stale, service")
+                f.write_str("an object with one of static, stale, service, grpc")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSource, A::Error> {
                 let Some(kind) = map.next_key::<String>()? else {
@@ -131,6 +181,7 @@ impl<'de> Deserialize<'de> for RawSource {
                     "static" => RawSource::Static(map.next_value()?),
                     "stale" => RawSource::Stale(map.next_value()?),
                     "service" => RawSource::Service(map.next_value()?),
+                    "grpc" => RawSource::Grpc(map.next_value()?),
                     other => {
                         return Err(de::Error::custom(format!(
                             "unknown source `{other}`, {SOURCE_KINDS}"
@@ -163,11 +214,12 @@ impl JsonSchema for RawSource {
             })
         };
         breakwater_common::schema::to_schema(serde_json::json!({
-            "description": "A source: exactly one of static, stale, service.",
+            "description": "A source: exactly one of static, stale, service (HTTP requests) or grpc (gRPC calls).",
             "oneOf": [
                 one("static", generator.subschema_for::<RawStatic>()),
                 one("stale", generator.subschema_for::<RawStale>()),
                 one("service", generator.subschema_for::<RawService>()),
+                one("grpc", generator.subschema_for::<RawGrpc>()),
             ],
         }))
     }
@@ -216,9 +268,194 @@ fn trigger_rules(schema: &mut schemars::Schema) {
                 "statuses": { "type": "array", "maxItems": 0 },
                 "response_flags": { "anyOf": [{ "type": "null" }, { "type": "array", "maxItems": 0 }] },
                 "breaker_open": { "const": false },
+                "grpc_statuses": { "anyOf": [{ "type": "null" }, { "type": "array", "maxItems": 0 }] },
             },
         })),
     );
+}
+
+/// `on.grpc_statuses` only in a rule with a `grpc` source (only that source answers gRPC
+/// calls).
+#[cfg(feature = "schema")]
+fn rule_rules(schema: &mut schemars::Schema) {
+    use breakwater_common::schema::add_rule;
+    add_rule(
+        schema,
+        serde_json::json!({
+            "if": {
+                "type": "object",
+                "required": ["on"],
+                "properties": {
+                    "on": {
+                        "type": "object",
+                        "required": ["grpc_statuses"],
+                        "properties": { "grpc_statuses": { "type": "array", "minItems": 1 } },
+                    },
+                },
+            },
+            "then": {
+                "properties": { "serve": { "contains": { "type": "object", "required": ["grpc"] } } },
+            },
+        }),
+    );
+}
+
+/// A gRPC answer: a trailers-only local reply with this status, message and metadata.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object")]
+#[cfg_attr(feature = "schema", derive(JsonSchema), schemars(rename = "grpc"))]
+pub struct RawGrpc {
+    /// The reply's grpc-status, by name ("UNAVAILABLE") or number; not OK (a successful call
+    /// needs a response message, which a local reply cannot carry).
+    pub status: NotOkCode<ReplyStatus>,
+    /// The reply's grpc-message; omitted: none.
+    #[cfg_attr(feature = "schema", schemars(length(max = MAX_GRPC_MESSAGE_BYTES)))]
+    pub message: Option<String>,
+    /// Metadata of the reply (names lower-cased; values printable ASCII, or base64 for names
+    /// ending in -bin); grpc-status, grpc-message, grpc-status-details-bin, content-type, te,
+    /// content-length, x-breakwater-fallback and x-breakwater-breaker are not configurable.
+    pub metadata: Option<GrpcMetadata>,
+}
+
+/// A `grpc` source's status: any gRPC status but OK.
+pub struct ReplyStatus;
+
+impl NotOk for ReplyStatus {
+    const REASON: &'static str =
+        "OK cannot be a fallback: a successful call needs a response message, and a local \
+         reply cannot carry one (it is trailers-only); choose a status the client treats as \
+         degraded, e.g. UNAVAILABLE or FAILED_PRECONDITION";
+    const SCHEMA_NAME: &'static str = "grpc_reply_status";
+    const DESCRIPTION: &'static str = "A gRPC status other than OK (a local reply cannot carry the message a successful call needs): its name (UNAVAILABLE, in any case) or number (1 to 16).";
+}
+
+/// An `on.grpc_statuses` element: any gRPC status but OK.
+pub struct TriggerStatus;
+
+impl NotOk for TriggerStatus {
+    const REASON: &'static str = "OK is a successful call: the fallback replaces failures only";
+    const SCHEMA_NAME: &'static str = "grpc_failure_status";
+    const DESCRIPTION: &'static str = "A gRPC status other than OK (a success is not a failure): its name (UNAVAILABLE, in any case) or number (1 to 16).";
+}
+
+/// The metadata of a `grpc` source: `(name, value)` pairs, names lower-cased, in the
+/// configured order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcMetadata(pub Vec<(String, String)>);
+
+/// A byte of a gRPC metadata name (the gRPC spec's `0-9 a-z _ - .`, upper case lower-cased).
+fn is_metadata_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'
+}
+
+/// Checks one metadata entry; `seen` are the entries before it. Returns the lower-cased name.
+fn check_metadata(name: &str, value: &str, seen: &[(String, String)]) -> Result<String, String> {
+    if name.is_empty() || !name.bytes().all(is_metadata_name_byte) {
+        return Err(
+            "gRPC metadata names are letters, digits, '-', '_' and '.'; pseudo-headers are not allowed"
+                .to_string(),
+        );
+    }
+    let lower = name.to_ascii_lowercase();
+    if let Some((_, why)) = RESERVED_GRPC_METADATA.iter().find(|(n, _)| *n == lower) {
+        return Err((*why).to_string());
+    }
+    if seen.iter().any(|(n, _)| *n == lower) {
+        return Err(format!(
+            "\"{lower}\" is given twice (metadata names are case-insensitive)"
+        ));
+    }
+    if value.len() > MAX_HEADER_VALUE_BYTES {
+        return Err(format!(
+            "metadata values are limited to {MAX_HEADER_VALUE_BYTES} bytes"
+        ));
+    }
+    if lower.ends_with("-bin") {
+        let base64 = !value.bytes().any(|b| b.is_ascii_whitespace())
+            && breakwater_common::base64::decode(value).is_ok();
+        if !base64 {
+            return Err(
+                "binary metadata (a name ending in -bin) travels base64-encoded: give the value in standard base64, without spaces"
+                    .to_string(),
+            );
+        }
+    } else if !value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(
+            "gRPC metadata values are printable ASCII (space to ~); for other bytes use a name ending in -bin and a base64 value"
+                .to_string(),
+        );
+    }
+    Ok(lower)
+}
+
+/// Reads one metadata value knowing its name, so that an error is reported at the key.
+struct MetadataValue<'a> {
+    name: &'a str,
+    seen: &'a [(String, String)],
+}
+
+impl<'de> de::DeserializeSeed<'de> for MetadataValue<'_> {
+    type Value = (String, String);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        let name = check_metadata(self.name, &value, self.seen).map_err(de::Error::custom)?;
+        Ok((name, value))
+    }
+}
+
+impl<'de> Deserialize<'de> for GrpcMetadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = GrpcMetadata;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of metadata names and values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GrpcMetadata, A::Error> {
+                let mut out: Vec<(String, String)> = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let entry = map.next_value_seed(MetadataValue {
+                        name: &name,
+                        seen: &out,
+                    })?;
+                    out.push(entry);
+                    if out.len() > MAX_HEADERS {
+                        return Err(de::Error::custom(format!(
+                            "at most {MAX_HEADERS} metadata entries"
+                        )));
+                    }
+                }
+                Ok(GrpcMetadata(out))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl JsonSchema for GrpcMetadata {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "grpc_metadata".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        use breakwater_common::schema::{caseless, to_schema, BASE64};
+        let reserved: Vec<&str> = RESERVED_GRPC_METADATA.iter().map(|(n, _)| *n).collect();
+        let value = |pattern: String| serde_json::json!({ "type": "string", "maxLength": MAX_HEADER_VALUE_BYTES, "pattern": pattern });
+        to_schema(serde_json::json!({
+            "type": "object",
+            "maxProperties": MAX_HEADERS,
+            "propertyNames": {
+                "pattern": "^[A-Za-z0-9_.-]+$",
+                "not": { "pattern": caseless(&reserved) },
+            },
+            "patternProperties": {
+                "-[Bb][Ii][Nn]$": value(BASE64.replace("[\\t\\n\\f\\r ]*", "")),
+            },
+            "additionalProperties": value("^[ -~]*$".to_string()),
+        }))
+    }
 }
 
 /// Binary data written in standard base64 (ASCII whitespace allowed).
@@ -402,6 +639,8 @@ pub struct Triggers {
     pub flags: FlagSet,
     /// A rejection by breakwater's circuit breaker (its filter state says `rejected`).
     pub breaker_open: bool,
+    /// For gRPC calls: the `grpc-status` of a trailers-only response.
+    pub grpc_statuses: GrpcStatusSet,
 }
 
 #[derive(Debug, Clone)]
@@ -431,11 +670,22 @@ pub struct ServiceSource {
     pub timeout_ms: u32,
 }
 
+/// A gRPC call's answer: a trailers-only local reply.
+#[derive(Debug, Clone)]
+pub struct GrpcSource {
+    /// Never OK.
+    pub status: u32,
+    /// Sent as the reply's body, which Envoy turns into `grpc-message`; empty: none.
+    pub message: Vec<u8>,
+    pub metadata: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Source {
     Static(StaticSource),
     Stale(StaleSource),
     Service(ServiceSource),
+    Grpc(GrpcSource),
 }
 
 impl Source {
@@ -444,7 +694,15 @@ impl Source {
             Source::Static(_) => "static",
             Source::Stale(_) => "stale",
             Source::Service(_) => "service",
+            Source::Grpc(_) => "grpc",
         }
+    }
+
+    /// Whether the source answers gRPC calls (`grpc`) rather than HTTP requests (the others):
+    /// a rule never answers a gRPC call with an HTTP body, nor an HTTP request with a gRPC
+    /// status.
+    pub fn for_grpc(&self) -> bool {
+        matches!(self, Source::Grpc(_))
     }
 }
 
@@ -457,6 +715,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether some source answers gRPC calls (`grpc: true`) or HTTP requests (`false`).
+    pub fn answers(&self, grpc: bool) -> bool {
+        self.sources.iter().any(|s| s.for_grpc() == grpc)
+    }
+
     /// The rule's stale source, if it has one (only then is anything cached for it).
     pub fn stale(&self) -> Option<&StaleSource> {
         self.sources.iter().find_map(|s| match s {
@@ -528,6 +791,11 @@ fn check_rule(raw: RawRule, path: &FieldPath) -> Result<Rule, ConfigError> {
     let matcher = RequestMatcher::check(&path.key("match"), &raw.r#match.unwrap_or_default())?;
     let on = check_triggers(raw.on, &path.key("on"))?;
     let sources = check_sources(raw.serve, &path.key("serve"))?;
+    if !on.grpc_statuses.is_empty() && !sources.iter().any(Source::for_grpc) {
+        return Err(path.key("on").key("grpc_statuses").error(
+            "only a grpc source answers gRPC calls, and this rule has none: add {\"grpc\": {\"status\": …}} to serve, or remove grpc_statuses",
+        ));
+    }
     Ok(Rule {
         name: raw.name.0,
         matcher,
@@ -546,6 +814,7 @@ fn check_triggers(raw: Option<RawTriggers>, path: &FieldPath) -> Result<Triggers
             statuses: status_set(DEFAULT_TRIGGER_STATUSES),
             flags: FlagSet::default(),
             breaker_open: true,
+            grpc_statuses: GrpcStatusSet::default(),
         });
     };
     let statuses = raw
@@ -553,15 +822,17 @@ fn check_triggers(raw: Option<RawTriggers>, path: &FieldPath) -> Result<Triggers
         .unwrap_or_else(|| status_set(DEFAULT_TRIGGER_STATUSES));
     let flags = raw.response_flags.unwrap_or_default();
     let breaker_open = raw.breaker_open.unwrap_or(true);
-    if statuses.is_empty() && flags.0 == 0 && !breaker_open {
+    let grpc_statuses = NotOkCode::set(&raw.grpc_statuses.unwrap_or_default());
+    if statuses.is_empty() && flags.0 == 0 && !breaker_open && grpc_statuses.is_empty() {
         return Err(path.error(
-            "nothing triggers the fallback: give statuses, response_flags or breaker_open",
+            "nothing triggers the fallback: give statuses, response_flags, breaker_open or grpc_statuses",
         ));
     }
     Ok(Triggers {
         statuses,
         flags,
         breaker_open,
+        grpc_statuses,
     })
 }
 
@@ -582,6 +853,7 @@ fn check_sources(raw: Vec<RawSource>, path: &FieldPath) -> Result<Vec<Source>, C
             RawSource::Service(s) => {
                 Source::Service(check_service(s, &path.index(i).key("service"))?)
             }
+            RawSource::Grpc(g) => Source::Grpc(check_grpc(g, &path.index(i).key("grpc"))?),
         };
         sources.push(source);
     }
@@ -611,6 +883,20 @@ fn check_static(raw: RawStatic, path: &FieldPath) -> Result<StaticSource, Config
             .map(ConfiguredHeaders::into_list)
             .unwrap_or_default(),
         body,
+    })
+}
+
+fn check_grpc(raw: RawGrpc, path: &FieldPath) -> Result<GrpcSource, ConfigError> {
+    let message = raw.message.unwrap_or_default();
+    if message.len() > MAX_GRPC_MESSAGE_BYTES {
+        return Err(path
+            .key("message")
+            .error(format!("longer than {MAX_GRPC_MESSAGE_BYTES} bytes")));
+    }
+    Ok(GrpcSource {
+        status: raw.status.get(),
+        message: message.into_bytes(),
+        metadata: raw.metadata.unwrap_or_default().0,
     })
 }
 
@@ -788,11 +1074,15 @@ mod tests {
         };
         assert_eq!(
             err(r#"{"static":{},"stale":{"max_age":"1s"}}"#).to_string(),
-            "rules[0].serve[0]: give exactly one of static, stale, service"
+            "rules[0].serve[0]: give exactly one of static, stale, service, grpc"
+        );
+        assert_eq!(
+            err(r#"{"grpc":{"status":14},"static":{}}"#).to_string(),
+            "rules[0].serve[0]: give exactly one of static, stale, service, grpc"
         );
         assert_eq!(
             err(r#"{"stat1c":{}}"#).to_string(),
-            "rules[0].serve[0]: unknown source `stat1c`, give exactly one of static, stale, service"
+            "rules[0].serve[0]: unknown source `stat1c`, give exactly one of static, stale, service, grpc"
         );
         assert_eq!(err("{}").field, "rules[0].serve[0]");
         assert_eq!(err(r#"{"static":null}"#).field, "rules[0].serve[0].static");
@@ -941,9 +1231,249 @@ mod tests {
                 "cache.min_store_interval",
             ),
             (r#"{"cache":{"size":1}}"#, "cache.size"),
+            (
+                &rule(r#""serve":[{"grpc":{}}]"#),
+                "rules[0].serve[0].grpc.status",
+            ),
+            (
+                &rule(r#""serve":[{"grpc":{"status":"NOPE"}}]"#),
+                "rules[0].serve[0].grpc.status",
+            ),
+            (
+                &rule(r#""serve":[{"grpc":{"status":17}}]"#),
+                "rules[0].serve[0].grpc.status",
+            ),
+            (
+                &rule(r#""serve":[{"grpc":{"status":14,"mesage":"x"}}]"#),
+                "rules[0].serve[0].grpc.mesage",
+            ),
+            (
+                &rule(r#""serve":[{"grpc":{"status":14,"metadata":{"x-a":"1","X-A":"2"}}}]"#),
+                "rules[0].serve[0].grpc.metadata.X-A",
+            ),
+            (
+                &rule(
+                    r#""on":{"grpc_statuses":["UNAVAILABLE","NOPE"]},"serve":[{"grpc":{"status":14}}]"#,
+                ),
+                "rules[0].on.grpc_statuses[1]",
+            ),
         ];
         for (json, field) in cases {
             assert_eq!(&error_field(json), field, "{json}");
         }
+    }
+
+    fn error(json: &str) -> ConfigError {
+        FallbackConfig::parse(json.as_bytes()).unwrap_err()
+    }
+
+    const GRPC_EXAMPLE: &str = r#"{"rules":[{
+        "name": "catalog",
+        "match": { "path_prefix": "/shop.Catalog/" },
+        "on": { "grpc_statuses": ["UNAVAILABLE", 4], "response_flags": ["UF"] },
+        "serve": [
+          { "grpc": { "status": "FAILED_PRECONDITION", "message": "catalog degraded: showing no recommendations",
+                      "metadata": { "X-Degraded": "catalog", "retry-info-bin": "CAI=" } } },
+          { "static": { "status": 503, "body": "catalog unavailable" } }
+        ]
+    }]}"#;
+
+    #[test]
+    fn grpc_sources_and_triggers_parse() {
+        let cfg = FallbackConfig::parse(GRPC_EXAMPLE.as_bytes()).unwrap();
+        let r = &cfg.rules[0];
+        assert_eq!(
+            r.on.grpc_statuses.names(),
+            ["DEADLINE_EXCEEDED", "UNAVAILABLE"]
+        );
+        assert!(
+            r.on.breaker_open && r.on.statuses.contains(503),
+            "defaults kept"
+        );
+        let Source::Grpc(g) = &r.sources[0] else {
+            panic!()
+        };
+        assert_eq!(g.status, 9);
+        assert_eq!(g.message, b"catalog degraded: showing no recommendations");
+        assert_eq!(
+            g.metadata,
+            vec![
+                ("x-degraded".to_string(), "catalog".to_string()),
+                ("retry-info-bin".to_string(), "CAI=".to_string()),
+            ]
+        );
+        assert!(r.answers(true) && r.answers(false));
+        // Statuses by name in any case, or by number; message and metadata optional.
+        for (status, code) in [(r#""unavailable""#, 14), ("16", 16), (r#"" 1 ""#, 1)] {
+            let cfg = FallbackConfig::parse(
+                rule(&format!(r#""serve":[{{"grpc":{{"status":{status}}}}}]"#)).as_bytes(),
+            )
+            .unwrap();
+            let Source::Grpc(g) = &cfg.rules[0].sources[0] else {
+                panic!()
+            };
+            assert_eq!((g.status, g.message.len(), g.metadata.len()), (code, 0, 0));
+            assert!(cfg.rules[0].answers(true) && !cfg.rules[0].answers(false));
+            assert!(cfg.rules[0].on.grpc_statuses.is_empty());
+        }
+        // grpc_statuses alone is something to trigger on.
+        assert!(FallbackConfig::parse(
+            rule(r#""on":{"statuses":[],"breaker_open":false,"grpc_statuses":[14]},"serve":[{"grpc":{"status":14}}]"#)
+                .as_bytes()
+        )
+        .is_ok());
+        // An empty grpc_statuses needs no grpc source.
+        assert!(FallbackConfig::parse(
+            rule(r#""on":{"grpc_statuses":[]},"serve":[{"static":{}}]"#).as_bytes()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn sources_after_a_grpc_source_are_kept_as_after_a_static_one() {
+        // A static source always answers HTTP requests, and nothing after it is refused;
+        // likewise after a grpc source, which always answers gRPC calls. HTTP sources after
+        // a grpc source are tried for HTTP requests.
+        for serve in [
+            r#"{"grpc":{"status":14}},{"static":{}}"#,
+            r#"{"static":{}},{"grpc":{"status":14}}"#,
+            r#"{"grpc":{"status":14}},{"grpc":{"status":9}}"#,
+            r#"{"static":{}},{"static":{}}"#,
+        ] {
+            let cfg = FallbackConfig::parse(rule(&format!(r#""serve":[{serve}]"#)).as_bytes());
+            assert!(cfg.is_ok(), "{serve}");
+        }
+    }
+
+    #[test]
+    fn grpc_statuses_need_a_grpc_source() {
+        let e = error(&rule(
+            r#""on":{"grpc_statuses":["UNAVAILABLE"]},"serve":[{"stale":{"max_age":"1m"}},{"static":{}}]"#,
+        ));
+        assert_eq!(e.field, "rules[0].on.grpc_statuses");
+        assert!(
+            e.reason
+                .starts_with("only a grpc source answers gRPC calls, and this rule has none"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ok_is_refused_as_a_reply_and_as_a_trigger() {
+        for ok in [r#""OK""#, r#""ok""#, "0", r#"" 0 ""#, r#""00""#] {
+            let e = error(&rule(&format!(r#""serve":[{{"grpc":{{"status":{ok}}}}}]"#)));
+            assert_eq!(e.field, "rules[0].serve[0].grpc.status", "{ok}");
+            assert!(
+                e.reason.starts_with(
+                    "OK cannot be a fallback: a successful call needs a response message, and a local reply cannot carry one"
+                ),
+                "{e}"
+            );
+            let e = error(&rule(&format!(
+                r#""on":{{"grpc_statuses":[14,{ok}]}},"serve":[{{"grpc":{{"status":14}}}}]"#
+            )));
+            assert_eq!(e.field, "rules[0].on.grpc_statuses[1]", "{ok}");
+            assert_eq!(
+                e.reason,
+                "OK is a successful call: the fallback replaces failures only"
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_metadata_is_checked_at_its_key() {
+        let metadata = |entries: &str| {
+            error(&rule(&format!(
+                r#""serve":[{{"grpc":{{"status":14,"metadata":{{{entries}}}}}}}]"#
+            )))
+        };
+        let at = "rules[0].serve[0].grpc.metadata";
+        for (name, _) in RESERVED_GRPC_METADATA {
+            for spelled in [name.to_string(), name.to_ascii_uppercase()] {
+                let e = metadata(&format!(r#""{spelled}":"x""#));
+                assert_eq!(e.field, format!("{at}.{spelled}"));
+            }
+        }
+        assert_eq!(
+            metadata(r#""grpc-status":"0""#).reason,
+            "is the source's status: set it with grpc.status"
+        );
+        assert_eq!(
+            metadata(r#""Content-Type":"application/json""#).reason,
+            "is part of the gRPC response's framing, which Envoy writes"
+        );
+        assert_eq!(
+            metadata(r#""x-breakwater-fallback":"x""#).reason,
+            "is set by the fallback filter itself (x-breakwater-fallback: grpc)"
+        );
+        for (entries, key, reason) in [
+            (
+                r#"":status":"200""#,
+                ":status",
+                "pseudo-headers are not allowed",
+            ),
+            (r#""a b":"x""#, "a b", "metadata names are letters"),
+            (r#""x~y":"x""#, "x~y", "metadata names are letters"),
+            (r#""":"x""#, "", "metadata names are letters"),
+            (r#""x-a":"caf\u00e9""#, "x-a", "printable ASCII"),
+            (r#""x-a":"a\tb""#, "x-a", "printable ASCII"),
+            (r#""x-a":"a\r\nb""#, "x-a", "printable ASCII"),
+            (r#""x-a":1"#, "x-a", "invalid type"),
+            (r#""trace-bin":"not base64!""#, "trace-bin", "base64"),
+            (r#""Trace-BIN":"Zm9v YmFy""#, "Trace-BIN", "base64"),
+            (r#""trace-bin":"Zh==""#, "trace-bin", "base64"),
+            (r#""x-a":"1","X-A":"2""#, "X-A", "given twice"),
+        ] {
+            let e = metadata(entries);
+            assert_eq!(e.field, format!("{at}.{key}"), "{entries}");
+            assert!(e.reason.contains(reason), "{entries}: {e}");
+        }
+        let long = format!(r#""x-a":"{}""#, "v".repeat(MAX_HEADER_VALUE_BYTES + 1));
+        assert!(metadata(&long).reason.contains("limited to 4096 bytes"));
+        let many: Vec<String> = (0..=MAX_HEADERS)
+            .map(|i| format!(r#""x-{i}":"v""#))
+            .collect();
+        let e = metadata(&many.join(","));
+        assert_eq!(e.reason, format!("at most {MAX_HEADERS} metadata entries"));
+        // Fine: binary metadata in base64 (padded or not), printable values, empty values,
+        // grpc-retry-pushback-ms (a fallback may tell the client when to retry).
+        assert!(FallbackConfig::parse(
+            rule(r#""serve":[{"grpc":{"status":14,"metadata":{"a-bin":"AP8=","b-bin":"AP8","c":"","grpc-retry-pushback-ms":"500","x.y_z":" ~!"}}}]"#)
+                .as_bytes()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn grpc_messages_are_bounded() {
+        let message = |text: &str| {
+            FallbackConfig::parse(
+                rule(&format!(
+                    r#""serve":[{{"grpc":{{"status":14,"message":"{text}"}}}}]"#
+                ))
+                .as_bytes(),
+            )
+        };
+        assert!(message(&"m".repeat(MAX_GRPC_MESSAGE_BYTES)).is_ok());
+        assert!(message("é ünïcode and % signs: Envoy percent-encodes them").is_ok());
+        let e = message(&"m".repeat(MAX_GRPC_MESSAGE_BYTES + 1)).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("rules[0].serve[0].grpc.message", "longer than 1024 bytes")
+        );
+        // Counted in bytes, not characters.
+        assert!(message(&"é".repeat(MAX_GRPC_MESSAGE_BYTES / 2 + 1)).is_err());
+    }
+
+    #[test]
+    fn nothing_to_trigger_names_grpc_statuses_too() {
+        let e = error(&rule(
+            r#""on":{"statuses":[],"breaker_open":false,"grpc_statuses":[]},"serve":[{"grpc":{"status":14}}]"#,
+        ));
+        assert_eq!(e.field, "rules[0].on");
+        assert_eq!(
+            e.reason,
+            "nothing triggers the fallback: give statuses, response_flags, breaker_open or grpc_statuses"
+        );
     }
 }

@@ -8,9 +8,10 @@ use crate::cache::{
     CacheKey, Entry, StoreError,
 };
 use crate::config::{FallbackConfig, Rule, Source};
+use breakwater_common::grpc::{self, is_grpc};
 use breakwater_common::host::{bump, Host, Level, MetricId, MetricKind};
 use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 /// Per worker, how many recently stored keys are remembered to skip re-storing them.
@@ -18,6 +19,9 @@ const RECENT_STORES: usize = 1024;
 /// Per worker, how many responses may be collected for the cache at once (each holds up to
 /// `cache.max_body_bytes`).
 pub const MAX_CAPTURES_IN_FLIGHT: u32 = 16;
+/// The HTTP status of a `grpc` source's reply: gRPC carries its outcome in `grpc-status`, and
+/// Envoy answers a gRPC request with 200 whatever the local reply's status.
+pub const GRPC_REPLY_STATUS: u32 = 200;
 
 /// Why a response was replaced (written to filter state).
 pub use breakwater_common::filter_state::FallbackTrigger as Trigger;
@@ -30,6 +34,12 @@ pub trait ResponseView {
     fn flags(&self) -> u64;
     /// The circuit breaker's decision for this request (its filter state), if it ran.
     fn breaker_decision(&self) -> Option<Vec<u8>>;
+    /// The gRPC status of a trailers-only response (headers that end the stream: a gRPC
+    /// failure the upstream answered at once, or a local reply to a gRPC call), as a gRPC
+    /// client takes it (`grpc::status_of_ended_response`); `None` for any other response: a
+    /// normal gRPC response sends its status later, in trailers, when it can no longer be
+    /// replaced.
+    fn grpc_status(&self) -> Option<u32>;
 }
 
 /// A request a rule owns, made at request headers and carried through the stream.
@@ -42,6 +52,8 @@ pub struct Plan {
     storable_request: bool,
     /// The next source to try once triggered.
     next_source: usize,
+    /// The request is a gRPC call: only `grpc` sources answer it, nothing is stored.
+    grpc: bool,
     pub trigger: Option<Trigger>,
 }
 
@@ -137,6 +149,9 @@ pub struct Reply {
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
     pub source: &'static str,
+    /// For a gRPC call: the `grpc-status` of the trailers-only reply, whose `grpc-message` is
+    /// the body and whose metadata are the headers.
+    pub grpc_status: Option<u32>,
 }
 
 /// An HTTP call to another cluster.
@@ -169,6 +184,7 @@ struct RuleMetrics {
     served_static: Option<MetricId>,
     served_stale: Option<MetricId>,
     served_service: Option<MetricId>,
+    served_grpc: Option<MetricId>,
     service_failures: Option<MetricId>,
     exhausted: Option<MetricId>,
     cache_stores: Option<MetricId>,
@@ -210,6 +226,7 @@ impl Engine {
                     served_static: counter("served.static", has("static")),
                     served_stale: counter("served.stale", has("stale")),
                     served_service: counter("served.service", has("service")),
+                    served_grpc: counter("served.grpc", has("grpc")),
                     service_failures: counter("service_failures", has("service")),
                     exhausted: counter("exhausted", true),
                     cache_stores: counter("cache.stores", has("stale")),
@@ -246,7 +263,10 @@ impl Engine {
             .map_or("", |(r, _)| r.name.as_str())
     }
 
-    /// Finds the rule that owns a request, reading only what matching and the cache key need.
+    /// Finds the rule that owns a request, reading only what matching, the kind of request
+    /// and the cache key need. `None` when no rule owns it, or when the owner has no source
+    /// for its kind (a gRPC call and no `grpc` source, or an HTTP request and only `grpc`
+    /// sources): such a request is left alone.
     pub fn on_request<S: AttributeSource + ?Sized>(&self, source: &S) -> Option<Plan> {
         let mut attrs = RequestAttributes::new(source);
         let (index, (rule, _)) = self
@@ -254,13 +274,26 @@ impl Engine {
             .iter()
             .enumerate()
             .find(|(_, (r, _))| r.matcher.matches(&mut attrs))?;
+        // Every rule's sources depend on it, so it is read for every request a rule owns: one
+        // header, at request headers (the request's headers cannot be read later).
+        let grpc = attrs
+            .header("content-type")
+            .is_some_and(|value| is_grpc(&value));
+        if !rule.answers(grpc) {
+            return None;
+        }
         let mut plan = Plan {
             rule: index,
             key: None,
             storable_request: false,
             next_source: 0,
+            grpc,
             trigger: None,
         };
+        if grpc {
+            // Never stored and never served stale: no cache key.
+            return Some(plan);
+        }
         if let Some(stale) = rule.stale() {
             let method = attrs.get(Attribute::Method).unwrap_or_default().to_vec();
             let authority = attrs.get(Attribute::Authority).unwrap_or_default().to_vec();
@@ -301,8 +334,13 @@ impl Engine {
             return OnResponse::Pass;
         };
         let status = view.status().unwrap_or(0);
+        // A gRPC call's `grpc-status` header, read at most once and only when a trigger asks.
+        let grpc_status = OnceCell::new();
+        let grpc_status = || *grpc_status.get_or_init(|| view.grpc_status());
+        // A rejection is a local reply: an error status for HTTP, and for a gRPC call a
+        // trailers-only 200 whose grpc-status is not OK. Only then is the breaker's state read.
         let trigger = if rule.on.breaker_open
-            && status >= 400
+            && (status >= 400 || (plan.grpc && grpc_status().is_some_and(|c| c != grpc::OK)))
             && view
                 .breaker_decision()
                 .as_deref()
@@ -312,6 +350,11 @@ impl Engine {
             Some(Trigger::BreakerOpen)
         } else if rule.on.statuses.contains(status) {
             Some(Trigger::Status)
+        } else if plan.grpc
+            && !rule.on.grpc_statuses.is_empty()
+            && grpc_status().is_some_and(|c| rule.on.grpc_statuses.contains(c))
+        {
+            Some(Trigger::GrpcStatus)
         } else if rule.on.flags.0 != 0 && rule.on.flags.intersects(view.flags()) {
             Some(Trigger::ResponseFlags)
         } else {
@@ -321,6 +364,10 @@ impl Engine {
             bump(host, metrics.triggered);
             plan.trigger = Some(trigger);
             return OnResponse::Fallback(trigger);
+        }
+        if plan.grpc {
+            // A gRPC response is never stored.
+            return OnResponse::Pass;
         }
         let (Some(stale), Some(key)) = (rule.stale(), &plan.key) else {
             return OnResponse::Pass;
@@ -446,6 +493,10 @@ impl Engine {
         };
         while let Some(source) = rule.sources.get(plan.next_source) {
             plan.next_source += 1;
+            // A gRPC call never gets an HTTP body, nor an HTTP request a gRPC status.
+            if source.for_grpc() != plan.grpc {
+                continue;
+            }
             match source {
                 Source::Static(s) => {
                     bump(host, metrics.served_static);
@@ -484,6 +535,21 @@ impl Engine {
                         }
                         None => bump(host, metrics.cache_misses),
                     }
+                }
+                Source::Grpc(g) => {
+                    bump(host, metrics.served_grpc);
+                    return Step::Reply(Reply {
+                        grpc_status: Some(g.status),
+                        ..reply(
+                            GRPC_REPLY_STATUS,
+                            g.metadata
+                                .iter()
+                                .map(|(n, v)| (n.clone(), v.as_bytes().to_vec())),
+                            g.message.clone(),
+                            FallbackServed::Grpc.as_str(),
+                            None,
+                        )
+                    });
                 }
                 Source::Service(s) => {
                     return Step::Call(Call {
@@ -537,7 +603,8 @@ impl Engine {
     }
 }
 
-/// A fallback reply: the source's headers plus `x-breakwater-fallback` (and `age` for stale).
+/// A fallback reply: the source's headers (a gRPC reply's metadata) plus
+/// `x-breakwater-fallback` (and `age` for stale).
 fn reply(
     status: u32,
     headers: impl Iterator<Item = (String, Vec<u8>)>,
@@ -558,6 +625,7 @@ fn reply(
         headers,
         body,
         source,
+        grpc_status: None,
     }
 }
 

@@ -13,6 +13,8 @@ struct Response {
     status: u32,
     flags: u64,
     breaker: Option<&'static str>,
+    /// The `grpc-status` header (a trailers-only response).
+    grpc_status: Option<u32>,
     headers: Vec<(&'static str, &'static str)>,
     reads: RefCell<Vec<&'static str>>,
 }
@@ -23,6 +25,7 @@ impl Response {
             status,
             flags: 0,
             breaker: None,
+            grpc_status: None,
             headers: vec![("content-type", "application/json")],
             reads: RefCell::default(),
         }
@@ -55,6 +58,10 @@ impl ResponseView for Response {
     fn breaker_decision(&self) -> Option<Vec<u8>> {
         self.reads.borrow_mut().push("breaker");
         self.breaker.map(|d| d.as_bytes().to_vec())
+    }
+    fn grpc_status(&self) -> Option<u32> {
+        self.reads.borrow_mut().push("grpc-status");
+        self.grpc_status
     }
 }
 
@@ -173,10 +180,10 @@ fn good_responses_and_unmatched_requests_cost_almost_nothing() {
     assert!(s.engine.on_request(&other).is_none());
     assert_eq!(*other.reads.borrow(), vec![":path"]);
     let ok = Response::status(200);
-    assert_eq!(
-        s.respond(0, &FakeRequest::get("/rec"), &ok, b"{}").0,
-        OnResponse::Pass
-    );
+    let matched = FakeRequest::get("/rec");
+    assert_eq!(s.respond(0, &matched, &ok, b"{}").0, OnResponse::Pass);
+    // A matched request also reads its content-type: is it a gRPC call?
+    assert_eq!(*matched.reads.borrow(), vec![":path", "content-type"]);
     // Without a stale source nothing is cached: no header map, no shared data.
     assert_eq!(*ok.reads.borrow(), vec![":status"]);
     assert!(s.host.store.keys().is_empty());
@@ -608,4 +615,246 @@ fn upstream_age_and_a_lowered_max_age_apply() {
         workers: lowered.workers,
     };
     assert_eq!(source_for_failure(&mut s2, &req2), "static");
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC calls.
+
+/// A gRPC call (`POST`, `content-type: application/grpc`).
+fn grpc_call(path: &str) -> FakeRequest {
+    FakeRequest::new("POST", path, "shop.example").header("content-type", b"application/grpc")
+}
+
+/// A gRPC response at its headers: HTTP 200, and for a trailers-only one its `grpc-status`.
+fn grpc_response(grpc_status: Option<u32>) -> Response {
+    Response {
+        grpc_status,
+        headers: vec![("content-type", "application/grpc")],
+        ..Response::status(200)
+    }
+}
+
+const GRPC_RULE: &str = r#"{"rules":[{"name":"catalog","match":{"path_prefix":"/shop.Catalog/"},
+    "on":{"grpc_statuses":["UNAVAILABLE","DEADLINE_EXCEEDED"],"response_flags":["UF"]},
+    "serve":[
+      {"static":{"body":"http only"}},
+      {"grpc":{"status":"FAILED_PRECONDITION","message":"catalog degraded","metadata":{"x-degraded":"catalog"}}},
+      {"stale":{"max_age":"1m"}}]}]}"#;
+
+#[test]
+fn a_trailers_only_failure_gets_the_configured_grpc_status() {
+    let mut s = setup(GRPC_RULE);
+    let call = grpc_call("/shop.Catalog/GetItem");
+    let (decision, step) = s.respond(0, &call, &grpc_response(Some(14)), b"");
+    assert_eq!(decision, OnResponse::Fallback(Trigger::GrpcStatus));
+    let r = reply(step);
+    assert_eq!(
+        (r.status, r.grpc_status, r.body.as_slice(), r.source),
+        (200, Some(9), &b"catalog degraded"[..], "grpc")
+    );
+    assert_eq!(header(&r, "x-degraded"), Some("catalog"));
+    assert_eq!(header(&r, "x-breakwater-fallback"), Some("grpc"));
+    assert_eq!(r.headers.len(), 2, "metadata and the marker, nothing else");
+    assert_eq!(s.metric("catalog.triggered"), 1);
+    assert_eq!(s.metric("catalog.served.grpc"), 1);
+    assert_eq!(s.metric("catalog.served.static"), 0, "skipped for gRPC");
+    assert_eq!(
+        s.metric("catalog.cache.misses"),
+        0,
+        "stale not even looked up"
+    );
+    // A status not listed, or OK, goes through.
+    for status in [Some(5), Some(0)] {
+        assert_eq!(
+            s.respond(0, &call, &grpc_response(status), b"").0,
+            OnResponse::Pass
+        );
+    }
+}
+
+#[test]
+fn grpc_calls_trigger_on_flags_http_statuses_and_breaker_rejections() {
+    let mut s = setup(GRPC_RULE);
+    let call = grpc_call("/shop.Catalog/GetItem");
+    // Envoy's own reply to a refused connection: trailers-only UNAVAILABLE with UF. With
+    // UNAVAILABLE listed too, the status decides first (as 5xx does for HTTP).
+    let mut refused = grpc_response(Some(14));
+    refused.flags = 0x20;
+    assert_eq!(
+        s.respond(0, &call, &refused, b"").0,
+        OnResponse::Fallback(Trigger::GrpcStatus)
+    );
+    let mut refused = grpc_response(Some(13));
+    refused.flags = 0x20;
+    assert_eq!(
+        s.respond(0, &call, &refused, b"").0,
+        OnResponse::Fallback(Trigger::ResponseFlags)
+    );
+    // A gRPC upstream behind something that answers HTTP 503: on.statuses (5xx by default).
+    assert_eq!(
+        reply(s.respond(0, &call, &Response::status(503), b"").1).grpc_status,
+        Some(9)
+    );
+    // The breaker's rejection of a gRPC call is a trailers-only 200 (Envoy makes every local
+    // reply to a gRPC call one): recognised by its filter state, read only for a failure.
+    let mut rejected = grpc_response(Some(14));
+    rejected.breaker = Some("rejected");
+    assert_eq!(
+        s.respond(0, &call, &rejected, b"").0,
+        OnResponse::Fallback(Trigger::BreakerOpen)
+    );
+    assert_eq!(
+        *rejected.reads.borrow(),
+        vec![":status", "grpc-status", "breaker"]
+    );
+    let mut custom = grpc_response(Some(8));
+    custom.breaker = Some("rejected");
+    assert_eq!(
+        s.respond(0, &call, &custom, b"").0,
+        OnResponse::Fallback(Trigger::BreakerOpen),
+        "whatever status the breaker's response.grpc.status gives"
+    );
+    assert_eq!(s.metric("catalog.served.grpc"), 5);
+}
+
+#[test]
+fn a_good_grpc_response_costs_one_header_more_and_is_never_kept() {
+    let mut s = setup(GRPC_RULE);
+    let call = grpc_call("/shop.Catalog/GetItem");
+    let good = grpc_response(None);
+    assert_eq!(
+        s.respond(0, &call, &good, b"\0\0\0\0\0").0,
+        OnResponse::Pass
+    );
+    assert_eq!(
+        *call.reads.borrow(),
+        vec![":path", "content-type"],
+        "no cache key"
+    );
+    // grpc-status is read once for both the breaker and grpc_statuses; no flags: the status
+    // decided nothing, the flags are asked last (a good response has none).
+    assert_eq!(
+        *good.reads.borrow(),
+        vec![":status", "grpc-status", "flags"]
+    );
+    // Without grpc_statuses, breaker_open or flags: only the status.
+    let mut s = setup(
+        r#"{"rules":[{"name":"r","on":{"breaker_open":false},"serve":[{"grpc":{"status":14}}]}]}"#,
+    );
+    let good = grpc_response(None);
+    assert_eq!(s.respond(0, &call, &good, b"").0, OnResponse::Pass);
+    assert_eq!(*good.reads.borrow(), vec![":status"]);
+    // A breaker-only rule: a normal response has no grpc-status, so no breaker state read.
+    let mut s =
+        setup(r#"{"rules":[{"name":"r","on":{"statuses":[]},"serve":[{"grpc":{"status":14}}]}]}"#);
+    let good = grpc_response(None);
+    assert_eq!(s.respond(0, &call, &good, b"").0, OnResponse::Pass);
+    assert_eq!(*good.reads.borrow(), vec![":status", "grpc-status"]);
+    assert!(s.host.store.keys().is_empty());
+}
+
+#[test]
+fn http_requests_never_get_the_grpc_source() {
+    let mut s = setup(
+        r#"{"rules":[{"name":"r","serve":[{"grpc":{"status":14}},{"static":{"body":"http"}}]}]}"#,
+    );
+    let r = reply(
+        s.respond(0, &FakeRequest::get("/"), &Response::status(503), b"")
+            .1,
+    );
+    assert_eq!(
+        (r.source, r.grpc_status, r.body.as_slice()),
+        ("static", None, &b"http"[..])
+    );
+    // gRPC-Web is not gRPC: Envoy does not answer it trailers-only.
+    let web =
+        FakeRequest::new("POST", "/svc/M", "h").header("content-type", b"application/grpc-web");
+    assert_eq!(
+        reply(s.respond(0, &web, &Response::status(503), b"").1).source,
+        "static"
+    );
+    assert_eq!(s.metric("r.served.grpc"), 0);
+}
+
+#[test]
+fn a_rule_without_a_source_for_the_request_leaves_it_alone() {
+    // No grpc source: gRPC calls are left alone, whatever fails. Nothing is counted and
+    // nothing read after the content-type.
+    let mut s = setup(STALE_THEN_STATIC);
+    let call = grpc_call("/rec/items");
+    assert!(s.engine.on_request(&call).is_none());
+    assert_eq!(*call.reads.borrow(), vec![":path", "content-type"]);
+    for response in [Response::status(503), grpc_response(Some(14))] {
+        assert_eq!(s.respond(0, &call, &response, b"").0, OnResponse::Pass);
+        assert!(response.reads.borrow().is_empty());
+    }
+    assert_eq!(s.metric("popular.triggered"), 0);
+    // Only grpc sources: HTTP requests are left alone.
+    let s = setup(r#"{"rules":[{"name":"r","serve":[{"grpc":{"status":14}}]}]}"#);
+    assert!(s.engine.on_request(&FakeRequest::get("/")).is_none());
+    assert!(s.engine.on_request(&grpc_call("/a.B/C")).is_some());
+    // The first matching rule owns the request even when it leaves it alone.
+    let s = setup(
+        r#"{"rules":[{"name":"http","serve":[{"static":{}}]},{"name":"grpc","serve":[{"grpc":{"status":14}}]}]}"#,
+    );
+    assert!(s.engine.on_request(&grpc_call("/a.B/C")).is_none());
+}
+
+#[test]
+fn grpc_responses_are_never_stored_whatever_the_method() {
+    // The cache keeps only GET and HEAD; gRPC calls are POST, but a GET with a gRPC
+    // content-type is a gRPC call to Envoy too, and must not be kept either.
+    let get_grpc =
+        || FakeRequest::get("/rec/items").header("content-type", b"application/grpc+proto");
+    let good = || Response {
+        headers: vec![("content-type", "application/grpc+proto")],
+        ..Response::status(200)
+    };
+    // A rule with only HTTP sources leaves the call alone.
+    let mut s = setup(STALE_THEN_STATIC);
+    assert_eq!(
+        s.respond(0, &get_grpc(), &good(), b"\0\0\0\0\0").0,
+        OnResponse::Pass
+    );
+    // A rule with a grpc source answers it but keeps nothing.
+    let mut s = setup(
+        r#"{"rules":[{"name":"r","on":{"grpc_statuses":[14]},"serve":[{"stale":{"max_age":"1m"}},{"grpc":{"status":14}}]}],
+            "cache":{"min_store_interval":"0s"}}"#,
+    );
+    assert_eq!(
+        s.respond(0, &get_grpc(), &good(), b"\0\0\0\0\0").0,
+        OnResponse::Pass
+    );
+    assert!(s.host.store.keys().is_empty());
+    assert_eq!(s.metric("r.cache.stores"), 0);
+    // So a plain GET of the same URL stored later is never served to the gRPC call.
+    let plain = FakeRequest::get("/rec/items");
+    assert!(matches!(
+        s.respond(0, &plain, &Response::status(200), b"html").0,
+        OnResponse::Capture(_)
+    ));
+    let r = reply(s.respond(0, &get_grpc(), &grpc_response(Some(14)), b"").1);
+    assert_eq!((r.source, r.grpc_status), ("grpc", Some(14)));
+    assert_eq!(
+        reply(s.respond(0, &plain, &Response::status(503), b"").1).source,
+        "stale"
+    );
+}
+
+#[test]
+fn grpc_stats_are_defined_for_rules_with_a_grpc_source() {
+    let s = setup(GRPC_RULE);
+    for name in [
+        "catalog.served.grpc",
+        "catalog.served.static",
+        "catalog.triggered",
+        "catalog.exhausted",
+    ] {
+        assert!(
+            s.host.defined(&format!("breakwater.fallback.{name}")),
+            "{name}"
+        );
+    }
+    let s = setup(STATIC_ONLY);
+    assert!(!s.host.defined("breakwater.fallback.popular.served.grpc"));
 }

@@ -183,7 +183,7 @@ pub fn breaker_state_machine(data: &[u8]) {
                     }
                     RequestVerdict::Rejected(rejection) => {
                         assert!(
-                            engine.reply(&rejection).is_some(),
+                            engine.reply(&rejection, false).is_some(),
                             "a rejection without reply"
                         );
                     }

@@ -4,12 +4,13 @@
 //! Host calls per request: the correlation header (and what the configuration asks for) at
 //! request headers, the response's content type when bodies are captured, and at the end of
 //! the stream the request (and, when logged, response) header maps, the other filters' filter
-//! state and the attributes the record holds, then one filter-state write of the record. Body
-//! callbacks return at once unless `body` is configured.
+//! state and the attributes the record holds (`response.grpc_status` only for gRPC calls), then
+//! one filter-state write of the record. Body callbacks return at once unless `body` is
+//! configured.
 
 use crate::config::LogConfig;
 use crate::correlation::{uuid_v4, Action as CorrelationAction, Decision};
-use crate::engine::{BodyCapture, BreakerView, Engine, Exchange, FallbackView};
+use crate::engine::{is_grpc_call, BodyCapture, BreakerView, Engine, Exchange, FallbackView};
 use breakwater_common::filter_state::{breaker, fallback, log as keys};
 use breakwater_common::flags::{decode_flags, decode_u64};
 use breakwater_common::rng::Rng;
@@ -206,10 +207,18 @@ impl HttpContext for LogStream {
             rule: envoy::property(&[fallback::RULE]).unwrap_or_default(),
             trigger: envoy::property(&[fallback::TRIGGER]).unwrap_or_default(),
         });
+        // In `on_log` a map that is gone (the client left) is empty, never an error.
+        let request_headers = shim::header_map_pairs(MapType::HttpRequestHeaders);
+        // The final response's status (a CEL int64: eight little-endian bytes; absent when
+        // there was no response). Read for gRPC calls only: HTTP requests pay no host call.
+        let grpc_status = if is_grpc_call(&request_headers) {
+            property_u64(&["response", "grpc_status"]).map(|v| i64::from_le_bytes(v.to_le_bytes()))
+        } else {
+            None
+        };
         let exchange = Exchange {
             start_unix_nanos: property_u64(&["request", "time"]),
-            // In `on_log` a map that is gone (the client left) is empty, never an error.
-            request_headers: shim::header_map_pairs(MapType::HttpRequestHeaders),
+            request_headers,
             response_headers: if engine.config().response_headers.is_empty() {
                 Vec::new()
             } else {
@@ -217,6 +226,7 @@ impl HttpContext for LogStream {
             },
             protocol: envoy::property(&["request", "protocol"]),
             status: property_u64(&["response", "code"]).and_then(|c| u32::try_from(c).ok()),
+            grpc_status,
             response_flags: envoy::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b)),
             code_details: envoy::property(&["response", "code_details"]),
             duration_nanos: property_u64(&["request", "duration"]),

@@ -19,6 +19,7 @@ use breakwater_common::config::{self, Bounded, ConfigError, FieldPath};
 #[cfg(feature = "schema")]
 use breakwater_common::duration::Millis;
 use breakwater_common::duration::PositiveDuration;
+use breakwater_common::grpc::{code_by_name, GrpcStatusSet};
 use breakwater_common::headers::{is_token_byte, ConfiguredHeaders, HeaderList, Reserved};
 use breakwater_common::status::{StatusSet, StatusSpec};
 #[cfg(feature = "schema")]
@@ -88,8 +89,14 @@ pub const DEFAULT_QUERY_PARAMS: [&str; 13] = [
     "x-goog-signature",
 ];
 
-/// The named classes of `sampling.always_keep` (besides statuses).
-const KEEP_CLASS_NAMES: [&str; 4] = ["fallback", "breaker_rejected", "slow", "response_flags"];
+/// The named classes of `sampling.always_keep` (besides HTTP statuses and gRPC status names).
+const KEEP_CLASS_NAMES: [&str; 5] = [
+    "fallback",
+    "breaker_rejected",
+    "slow",
+    "response_flags",
+    "grpc_error",
+];
 
 /// Headers of the upstream request that Envoy manages itself.
 #[derive(Debug)]
@@ -313,8 +320,9 @@ pub struct RawSampling {
     /// The fraction of requests logged.
     #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_SAMPLING_RATE)))]
     pub rate: Option<Fraction>,
-    /// Never dropped: statuses ("5xx", "429", "500-504"), fallback, breaker_rejected, slow,
-    /// response_flags.
+    /// Never dropped: HTTP statuses ("5xx", "429", "500-504"), fallback, breaker_rejected, slow,
+    /// response_flags, grpc_error (a gRPC call not answered OK) and gRPC status names
+    /// ("UNAVAILABLE", any case).
     #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_ALWAYS_KEEP)))]
     pub always_keep: Option<KeepClasses>,
     /// What slow means for always_keep.
@@ -990,6 +998,9 @@ impl JsonSchema for Fraction {
 /// One element of `sampling.always_keep`.
 enum KeepItem {
     Status(StatusSpec),
+    /// A gRPC status by name (`"UNAVAILABLE"`, any case).
+    GrpcCode(u32),
+    GrpcError,
     Fallback,
     BreakerRejected,
     Slow,
@@ -1003,10 +1014,26 @@ impl KeepItem {
             "breaker_rejected" => KeepItem::BreakerRejected,
             "slow" => KeepItem::Slow,
             "response_flags" => KeepItem::ResponseFlags,
-            other => KeepItem::Status(
-                StatusSpec::parse(other)
-                    .map_err(|e| format!("{e}; or one of {}", KEEP_CLASS_NAMES.join(", ")))?,
-            ),
+            "grpc_error" => KeepItem::GrpcError,
+            other => match code_by_name(other) {
+                Some(code) => KeepItem::GrpcCode(code),
+                None => KeepItem::Status(StatusSpec::parse(other).map_err(|e| {
+                    let classes = KEEP_CLASS_NAMES.join(", ");
+                    if other.bytes().any(|b| b.is_ascii_digit()) {
+                        // A status written wrong: the status parser's reason says what.
+                        format!(
+                            "{e}; or a gRPC status name (\"UNAVAILABLE\", any case), or one of {classes}"
+                        )
+                    } else {
+                        format!(
+                            "\"{other}\" is not a status, gRPC status or class: use an HTTP status code \
+                             (\"503\"), class (\"5xx\") or range (\"500-504\"), a gRPC status name \
+                             (\"UNAVAILABLE\", \"DEADLINE_EXCEEDED\", ... in any case), or one of \
+                             {classes}"
+                        )
+                    }
+                })?),
+            },
         })
     }
 }
@@ -1022,9 +1049,12 @@ impl KeepClasses {
     fn from_items(items: impl IntoIterator<Item = KeepItem>) -> KeepClasses {
         let mut keep = KeepClasses::default();
         let mut specs = Vec::new();
+        let mut codes = Vec::new();
         for item in items {
             match item {
                 KeepItem::Status(spec) => specs.push(spec),
+                KeepItem::GrpcCode(code) => codes.push(code),
+                KeepItem::GrpcError => keep.grpc_error = true,
                 KeepItem::Fallback => keep.fallback = true,
                 KeepItem::BreakerRejected => keep.breaker_rejected = true,
                 KeepItem::Slow => keep.slow = true,
@@ -1032,6 +1062,7 @@ impl KeepClasses {
             }
         }
         keep.statuses = StatusSet::from_specs(&specs);
+        keep.grpc_statuses = GrpcStatusSet::of(&codes);
         keep
     }
 }
@@ -1058,10 +1089,20 @@ impl JsonSchema for KeepClasses {
             "type": "array",
             "items": {
                 "type": "string",
-                "anyOf": [ { "enum": KEEP_CLASS_NAMES }, status ],
+                "anyOf": [ { "enum": KEEP_CLASS_NAMES }, status, grpc_name_schema() ],
             },
         })
     }
+}
+
+/// A gRPC status name in any case (what `code_by_name` reads), spelled out letter by letter
+/// (`[Uu][Nn]…`) so that every JSON Schema regex dialect reads it the same.
+#[cfg(feature = "schema")]
+fn grpc_name_schema() -> serde_json::Value {
+    serde_json::json!({
+        "description": "A gRPC status name (\"UNAVAILABLE\", \"DEADLINE_EXCEEDED\", ..., as in the gRPC spec), in any case: gRPC calls answered with it.",
+        "pattern": breakwater_common::schema::caseless(&breakwater_common::grpc::CODE_NAMES),
+    })
 }
 
 /// `body.content_types`: 1 to 16 media types (`application/json`), lower-cased.
@@ -1176,7 +1217,12 @@ impl Default for Redaction {
 /// Named classes of requests that sampling never drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KeepClasses {
+    /// HTTP statuses (`response.code`).
     pub statuses: StatusSet,
+    /// gRPC statuses by name: gRPC calls whose `response.grpc_status` is one of these.
+    pub grpc_statuses: GrpcStatusSet,
+    /// gRPC calls whose status is not OK, or that ended without one.
+    pub grpc_error: bool,
     pub fallback: bool,
     pub breaker_rejected: bool,
     pub slow: bool,

@@ -229,6 +229,76 @@ fn status_lists_and_classes_mix_in_always_keep() {
 /// The `log-` cases of tests/e2e/test_bad_config_catalogue.py: the field and the reason's
 /// fragment that the CLI run checks.
 #[test]
+fn grpc_classes_and_code_names_in_always_keep() {
+    let c = LogConfig::parse(
+        br#"{"sampling": {"rate": 0, "always_keep": ["grpc_error", "UNAVAILABLE", "deadline_exceeded", "Resource_Exhausted", "ok", "5xx", "fallback"]}}"#,
+    )
+    .unwrap();
+    let keep = c.sampling.always_keep;
+    assert!(keep.grpc_error && keep.fallback && !keep.slow);
+    assert_eq!(
+        keep.grpc_statuses.names(),
+        [
+            "OK",
+            "DEADLINE_EXCEEDED",
+            "RESOURCE_EXHAUSTED",
+            "UNAVAILABLE"
+        ]
+    );
+    // Numbers stay HTTP statuses: "500" is not gRPC's, and gRPC codes are named, not numbered.
+    assert!(keep.statuses.contains(500) && keep.statuses.contains(503));
+    let only_http = LogConfig::parse(br#"{"sampling": {"always_keep": ["500", "503"]}}"#)
+        .unwrap()
+        .sampling
+        .always_keep;
+    assert!(only_http.grpc_statuses.is_empty() && !only_http.grpc_error);
+    // Every gRPC code name is accepted, in any case; class names are exact.
+    for name in breakwater_common::grpc::CODE_NAMES {
+        for written in [name.to_string(), name.to_lowercase()] {
+            let json = format!(r#"{{"sampling": {{"always_keep": ["{written}"]}}}}"#);
+            let keep = LogConfig::parse(json.as_bytes())
+                .unwrap()
+                .sampling
+                .always_keep;
+            assert_eq!(keep.grpc_statuses.names(), [name], "{written}");
+        }
+    }
+    for (json, field) in [
+        (
+            r#"{"sampling": {"always_keep": ["5xx", "NOPE"]}}"#,
+            "sampling.always_keep[1]",
+        ),
+        (
+            r#"{"sampling": {"always_keep": ["GRPC_ERROR"]}}"#,
+            "sampling.always_keep[0]",
+        ),
+        (
+            r#"{"sampling": {"always_keep": [" UNAVAILABLE"]}}"#,
+            "sampling.always_keep[0]",
+        ),
+        (
+            r#"{"sampling": {"always_keep": ["UNAVAILABLE_"]}}"#,
+            "sampling.always_keep[0]",
+        ),
+        (
+            r#"{"sampling": {"always_keep": ["14"]}}"#,
+            "sampling.always_keep[0]",
+        ),
+        (
+            r#"{"sampling": {"always_keep": [14]}}"#,
+            "sampling.always_keep[0]",
+        ),
+    ] {
+        let (got, reason) = refusal(json);
+        assert_eq!(got, field, "{json}");
+        assert!(
+            reason.contains("gRPC status name") || reason.contains("invalid type"),
+            "{json}: {reason}"
+        );
+    }
+}
+
+#[test]
 fn the_bad_config_catalogue_holds() {
     let headers: Vec<String> = (0..33).map(|i| format!(r#""x-h{i}""#)).collect();
     let too_many_headers = format!(r#"{{"request_headers": [{}]}}"#, headers.join(","));
@@ -368,7 +438,15 @@ fn errors_explain_themselves() {
         ),
         (
             r#"{"sampling": {"always_keep": ["5xx", "errors"]}}"#,
-            r#"sampling.always_keep[1]: invalid status "errors": use a code (503), a class ("5xx") or a range ("500-504"); or one of fallback, breaker_rejected, slow, response_flags"#,
+            r#"sampling.always_keep[1]: "errors" is not a status, gRPC status or class: use an HTTP status code ("503"), class ("5xx") or range ("500-504"), a gRPC status name ("UNAVAILABLE", "DEADLINE_EXCEEDED", ... in any case), or one of fallback, breaker_rejected, slow, response_flags, grpc_error"#,
+        ),
+        (
+            r#"{"sampling": {"always_keep": ["grpc_error", "NOPE"]}}"#,
+            r#"sampling.always_keep[1]: "NOPE" is not a status, gRPC status or class: use an HTTP status code ("503"), class ("5xx") or range ("500-504"), a gRPC status name ("UNAVAILABLE", "DEADLINE_EXCEEDED", ... in any case), or one of fallback, breaker_rejected, slow, response_flags, grpc_error"#,
+        ),
+        (
+            r#"{"sampling": {"always_keep": ["14"]}}"#,
+            r#"sampling.always_keep[0]: invalid status "14": HTTP status codes are 100 to 599; or a gRPC status name ("UNAVAILABLE", any case), or one of fallback, breaker_rejected, slow, response_flags, grpc_error"#,
         ),
         (
             r#"{"upstream_headers": {"Host": "x"}}"#,
@@ -567,6 +645,8 @@ fn the_default_constants_are_what_the_parser_assumes() {
                 low: 500,
                 high: 599
             }]),
+            grpc_statuses: GrpcStatusSet::default(),
+            grpc_error: false,
             fallback: true,
             breaker_rejected: true,
             slow: true,

@@ -8,9 +8,10 @@ use crate::detect::{Detector, KINDS};
 use crate::fields::{self, FieldRules};
 use crate::record::{rfc3339, Record, Value};
 use crate::redact::{split_authority, strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
-use crate::sampling::{self, Kept, Outcome};
-use breakwater_common::filter_state::BreakerDecision;
+use crate::sampling::{self, GrpcOutcome, Kept, Outcome};
+use breakwater_common::filter_state::{BreakerDecision, FallbackServed};
 use breakwater_common::flags::FlagSet;
+use breakwater_common::grpc;
 use breakwater_common::host::{bump, Host, MetricId, MetricKind};
 use std::borrow::Cow;
 
@@ -119,6 +120,10 @@ pub struct Exchange {
     pub response_headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub protocol: Option<Vec<u8>>,
     pub status: Option<u32>,
+    /// `response.grpc_status`, read only for gRPC calls ([`is_grpc_call`]): the final
+    /// response's `grpc-status` (trailers, else headers), else one Envoy maps from the HTTP
+    /// status; `None` when there was no response at all; `-1` for a value Envoy cannot read.
+    pub grpc_status: Option<i64>,
     pub response_flags: u64,
     pub code_details: Option<Vec<u8>>,
     pub duration_nanos: Option<u64>,
@@ -139,6 +144,12 @@ fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]>
         .iter()
         .find(|(n, _)| n.as_slice() == name.as_bytes())
         .map(|(_, v)| v.as_slice())
+}
+
+/// Whether the request is a gRPC call (its `content-type`, as `breakwater_common::grpc`
+/// decides it): the adapter reads `response.grpc_status` only then.
+pub fn is_grpc_call(request_headers: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    header(request_headers, "content-type").is_some_and(grpc::is_grpc)
 }
 
 struct Stats {
@@ -271,9 +282,13 @@ impl Engine {
         let fallback_served = exchange
             .fallback
             .as_ref()
-            .is_some_and(|f| matches!(f.served.as_slice(), b"static" | b"stale" | b"service"));
+            .and_then(|f| FallbackServed::from_bytes(&f.served))
+            .is_some_and(|served| served != FallbackServed::None);
         let outcome = Outcome {
             status: exchange.status,
+            grpc: is_grpc_call(&exchange.request_headers).then_some(GrpcOutcome {
+                status: exchange.grpc_status,
+            }),
             response_flags: exchange.response_flags,
             duration_ms,
             fallback_served,
@@ -286,7 +301,14 @@ impl Engine {
         };
 
         let mut counts = Counts::default();
-        let record = self.build(exchange, request_id, correlation, kept, &mut counts);
+        let record = self.build(
+            exchange,
+            &outcome,
+            request_id,
+            correlation,
+            kept,
+            &mut counts,
+        );
         bump(host, self.stats.records);
         let by_kind = counts.by_kind.iter().zip(self.stats.redactions.iter());
         let by_pattern = counts.by_pattern.iter().zip(&self.stats.pattern_redactions);
@@ -301,6 +323,7 @@ impl Engine {
     fn build(
         &self,
         exchange: &Exchange,
+        outcome: &Outcome,
         request_id: Option<&[u8]>,
         correlation: &Decision,
         kept: Kept,
@@ -344,12 +367,24 @@ impl Engine {
                 r.push("server.port", Value::Int(u64::from(port)));
             }
         }
+        // A gRPC call's service and method (when the path is `/service/method`), taken from
+        // the redacted path before it is capped: a find that spans the `/` between them is
+        // redacted as one (and then neither is logged), no value is redacted or counted twice,
+        // and a long path does not give a cut name (a name longer than the cap is not logged).
+        let mut rpc: Option<(String, String)> = None;
         if let Some(target) = header(headers, ":path") {
             let (path, query) = match target.iter().position(|b| *b == b'?') {
                 Some(q) => (target.get(..q).unwrap_or_default(), target.get(q + 1..)),
                 None => (target, None),
             };
-            r.str("url.path", redactor.path(path, counts));
+            let mut logged = redactor.whole_path(path, counts);
+            if outcome.grpc.is_some() && grpc::service_and_method(path).is_some() {
+                rpc = grpc::service_and_method(logged.as_bytes())
+                    .filter(|(service, method)| service.len() <= max && method.len() <= max)
+                    .map(|(service, method)| (lossy(service, max), lossy(method, max)));
+            }
+            crate::redact::cap(&mut logged, max);
+            r.str("url.path", logged);
             if let Some(query) = query.filter(|q| !q.is_empty()) {
                 r.str("url.query", redactor.query(query, counts));
             }
@@ -360,6 +395,16 @@ impl Engine {
         }
         if let Some(status) = exchange.status {
             r.push("http.response.status_code", Value::Int(u64::from(status)));
+        }
+        if let Some(call) = &outcome.grpc {
+            r.str("rpc.system", "grpc".to_string());
+            if let Some((service, method)) = rpc {
+                r.str("rpc.service", service);
+                r.str("rpc.method", method);
+            }
+            if let Some(code) = call.code() {
+                r.push("rpc.grpc.status_code", Value::Int(u64::from(code)));
+            }
         }
         if exchange.response_flags != 0 {
             r.str(

@@ -794,3 +794,324 @@ fn in_json_bodies_under_field_rules_a_members_key_is_its_values_keyword_context(
         );
     }
 }
+
+/// A unary gRPC call as Envoy reports it at the end of the stream (HTTP/2, `:status` 200).
+fn grpc_exchange(path: &str, grpc_status: Option<i64>) -> Exchange {
+    let mut ex = exchange(path);
+    ex.request_headers[0] = h(":method", "POST");
+    ex.request_headers
+        .push(h("content-type", "application/grpc"));
+    ex.request_headers.push(h("te", "trailers"));
+    ex.protocol = Some(b"HTTP/2".to_vec());
+    ex.grpc_status = grpc_status;
+    ex
+}
+
+fn number(doc: &Json, key: &str) -> Option<u64> {
+    field(doc, key).and_then(Json::as_u64)
+}
+
+#[test]
+fn a_long_grpc_path_gives_whole_names_or_none() {
+    let (engine, host) = engine(r#"{"redact": {"max_value_bytes": 64}}"#);
+    let finish = |path: &str| {
+        json_of(
+            &engine
+                .finish(&host, &grpc_exchange(path, Some(0)), &kept("c"))
+                .unwrap(),
+        )
+    };
+    // The path is cut at 64 bytes, the method is not.
+    let service = format!("shop.{}.Catalog", "v".repeat(40));
+    let doc = finish(&format!("/{service}/GetItemWithAVeryLongName"));
+    assert!(text(&doc, "url.path").ends_with('…'), "{doc:?}");
+    assert_eq!(text(&doc, "rpc.service"), service);
+    assert_eq!(text(&doc, "rpc.method"), "GetItemWithAVeryLongName");
+    // A name longer than the cap is not logged at all.
+    let doc = finish(&format!("/shop.Catalog/{}", "M".repeat(65)));
+    assert!(field(&doc, "rpc.service").is_none() && field(&doc, "rpc.method").is_none());
+    assert_eq!(text(&doc, "rpc.system"), "grpc");
+}
+
+#[test]
+fn a_grpc_call_carries_the_rpc_fields() {
+    let (engine, host) = engine("{}");
+    let doc = json_of(
+        &engine
+            .finish(
+                &host,
+                &grpc_exchange("/shop.v1.Catalog/GetItem", Some(14)),
+                &kept("c"),
+            )
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "rpc.system"), "grpc");
+    assert_eq!(text(&doc, "rpc.service"), "shop.v1.Catalog");
+    assert_eq!(text(&doc, "rpc.method"), "GetItem");
+    assert_eq!(number(&doc, "rpc.grpc.status_code"), Some(14));
+    assert_eq!(text(&doc, "url.path"), "/shop.v1.Catalog/GetItem");
+    assert_eq!(number(&doc, "http.response.status_code"), Some(200));
+    assert_eq!(text(&doc, "network.protocol.version"), "2");
+    // OK is a status like any other; every content type Envoy takes for gRPC counts.
+    for content_type in ["application/grpc", "application/grpc+proto"] {
+        let mut ex = grpc_exchange("/shop.v1.Catalog/GetItem", Some(0));
+        ex.request_headers.retain(|(n, _)| n != b"content-type");
+        ex.request_headers.push(h("content-type", content_type));
+        let doc = json_of(&engine.finish(&host, &ex, &kept("c")).unwrap());
+        assert_eq!(text(&doc, "rpc.system"), "grpc", "{content_type}");
+        assert_eq!(
+            number(&doc, "rpc.grpc.status_code"),
+            Some(0),
+            "{content_type}"
+        );
+    }
+    // The fields come in this order, after the HTTP status.
+    let record = engine
+        .finish(&host, &grpc_exchange("/a.B/C", Some(0)), &kept("c"))
+        .unwrap();
+    let keys: Vec<&str> = record.fields.iter().map(|(k, _)| k.as_ref()).collect();
+    let at = keys
+        .iter()
+        .position(|k| *k == "http.response.status_code")
+        .unwrap();
+    assert_eq!(
+        keys[at + 1..at + 5],
+        [
+            "rpc.system",
+            "rpc.service",
+            "rpc.method",
+            "rpc.grpc.status_code"
+        ]
+    );
+}
+
+#[test]
+fn rpc_fields_are_left_out_when_envoy_does_not_know_them() {
+    let (engine, host) = engine("{}");
+    // No status at all (the client reset the stream before any response): no status field.
+    let doc = json_of(
+        &engine
+            .finish(&host, &grpc_exchange("/a.B/C", None), &kept("c"))
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "rpc.system"), "grpc");
+    assert_eq!(text(&doc, "rpc.method"), "C");
+    assert!(field(&doc, "rpc.grpc.status_code").is_none(), "{doc}");
+    // Envoy's -1 (a grpc-status it cannot read) and values past the known codes are no code.
+    for unreadable in [-1, 17, i64::MAX] {
+        let doc = json_of(
+            &engine
+                .finish(
+                    &host,
+                    &grpc_exchange("/a.B/C", Some(unreadable)),
+                    &kept("c"),
+                )
+                .unwrap(),
+        );
+        assert!(field(&doc, "rpc.grpc.status_code").is_none(), "{doc}");
+    }
+    // A path of another shape: a gRPC call still, without service and method.
+    for path in ["/", "/health", "/a/b/c", "//m", "/a/", "*"] {
+        let doc = json_of(
+            &engine
+                .finish(&host, &grpc_exchange(path, Some(12)), &kept("c"))
+                .unwrap(),
+        );
+        assert_eq!(text(&doc, "rpc.system"), "grpc", "{path}");
+        assert!(
+            field(&doc, "rpc.service").is_none() && field(&doc, "rpc.method").is_none(),
+            "{path}: {doc}"
+        );
+        assert_eq!(number(&doc, "rpc.grpc.status_code"), Some(12), "{path}");
+    }
+    // A query is not part of the method.
+    let doc = json_of(
+        &engine
+            .finish(&host, &grpc_exchange("/a.B/C?x=1", Some(0)), &kept("c"))
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "rpc.method"), "C");
+}
+
+#[test]
+fn http_requests_have_no_rpc_fields() {
+    let (engine, host) = engine("{}");
+    for content_type in [
+        None,
+        Some("application/json"),
+        Some("application/grpc-web+proto"),
+        Some("application/grpc-web-text"),
+    ] {
+        let mut ex = exchange("/shop.v1.Catalog/GetItem");
+        if let Some(content_type) = content_type {
+            ex.request_headers.push(h("content-type", content_type));
+        }
+        // Even if a status were handed in, it is not a gRPC call's.
+        ex.grpc_status = Some(14);
+        let record = engine.finish(&host, &ex, &kept("c")).unwrap();
+        assert!(
+            !record.fields.iter().any(|(k, _)| k.starts_with("rpc.")),
+            "{content_type:?}: {}",
+            record.to_json()
+        );
+    }
+    assert!(!is_grpc_call(&exchange("/").request_headers));
+    assert!(is_grpc_call(&grpc_exchange("/", None).request_headers));
+}
+
+#[test]
+fn service_and_method_are_redacted_like_the_path() {
+    let (engine, host) =
+        self::engine(r#"{"redact": {"patterns": [{"name": "order", "regex": "ord-\\d+/x"}]}}"#);
+    let doc = json_of(
+        &engine
+            .finish(
+                &host,
+                &grpc_exchange(&format!("/ola%40example.no/{FNR}"), Some(5)),
+                &kept("c"),
+            )
+            .unwrap(),
+    );
+    assert_eq!(
+        text(&doc, "url.path"),
+        "/[REDACTED:email]/[REDACTED:no_national_id]"
+    );
+    assert_eq!(text(&doc, "rpc.service"), "[REDACTED:email]");
+    assert_eq!(text(&doc, "rpc.method"), "[REDACTED:no_national_id]");
+    // Counted once each (the path's finds), not again for the RPC fields.
+    assert_eq!(number(&doc, "breakwater.redactions"), Some(2));
+    assert_eq!(host.metric("breakwater.log.redactions.email"), 1);
+    assert!(!doc.to_string().contains(FNR) && !doc.to_string().contains("ola"));
+
+    // A find across the `/`: redacted as one in the path, and neither part is logged.
+    let doc = json_of(
+        &engine
+            .finish(&host, &grpc_exchange("/ord-42/x", Some(0)), &kept("c"))
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "url.path"), "/[REDACTED:order]");
+    assert!(field(&doc, "rpc.service").is_none() && field(&doc, "rpc.method").is_none());
+
+    // Hash mode: the same keyed pseudonym as in the path.
+    let (engine, host) =
+        self::engine(r#"{"redact": {"mode": "hash", "hmac_key": "0123456789abcdef"}}"#);
+    let doc = json_of(
+        &engine
+            .finish(
+                &host,
+                &grpc_exchange("/shop.Catalog/ola@example.no", Some(0)),
+                &kept("c"),
+            )
+            .unwrap(),
+    );
+    let method = text(&doc, "rpc.method");
+    assert!(method.starts_with("[REDACTED:email:"), "{method}");
+    assert_eq!(text(&doc, "url.path"), format!("/shop.Catalog/{method}"));
+}
+
+#[test]
+fn sampling_keeps_grpc_failures_by_class_and_by_code_name() {
+    let (engine, host) =
+        self::engine(r#"{"sampling": {"rate": 0.0, "always_keep": ["5xx", "grpc_error"]}}"#);
+    let sampling = |ex: &Exchange| {
+        engine
+            .finish(&host, ex, &kept("c"))
+            .map(|r| text(&json_of(&r), "breakwater.sampling").to_string())
+    };
+    assert_eq!(
+        sampling(&grpc_exchange("/a.B/C", Some(0))),
+        None,
+        "OK is dropped"
+    );
+    for status in [Some(1), Some(2), Some(14), Some(16), Some(-1), None] {
+        assert_eq!(
+            sampling(&grpc_exchange("/a.B/C", status)).as_deref(),
+            Some("kept:grpc_error"),
+            "{status:?}"
+        );
+    }
+    // An HTTP status class comes first; an HTTP request is no gRPC error.
+    let mut local = grpc_exchange("/a.B/C", Some(14));
+    local.status = Some(503);
+    assert_eq!(sampling(&local).as_deref(), Some("kept:status"));
+    let mut http = exchange("/a.B/C");
+    http.grpc_status = Some(14);
+    assert_eq!(sampling(&http), None);
+
+    // By name, in any case: only those codes, named in the record as gRPC names them.
+    let (engine, host) = self::engine(
+        r#"{"sampling": {"rate": 0.0, "always_keep": ["unavailable", "Deadline_Exceeded", "breaker_rejected"]}}"#,
+    );
+    let sampling = |ex: &Exchange| {
+        engine
+            .finish(&host, ex, &kept("c"))
+            .map(|r| text(&json_of(&r), "breakwater.sampling").to_string())
+    };
+    assert_eq!(
+        sampling(&grpc_exchange("/a.B/C", Some(14))).as_deref(),
+        Some("kept:UNAVAILABLE")
+    );
+    assert_eq!(
+        sampling(&grpc_exchange("/a.B/C", Some(4))).as_deref(),
+        Some("kept:DEADLINE_EXCEEDED")
+    );
+    for other in [Some(0), Some(13), Some(-1), None] {
+        assert_eq!(sampling(&grpc_exchange("/a.B/C", other)), None, "{other:?}");
+    }
+    // A breaker's rejection of a gRPC call (trailers-only UNAVAILABLE): the code name first.
+    let mut rejected = grpc_exchange("/a.B/C", Some(14));
+    rejected.breaker = Some(BreakerView {
+        decision: b"rejected".to_vec(),
+        ..BreakerView::default()
+    });
+    assert_eq!(sampling(&rejected).as_deref(), Some("kept:UNAVAILABLE"));
+    rejected.grpc_status = Some(8);
+    assert_eq!(
+        sampling(&rejected).as_deref(),
+        Some("kept:breaker_rejected")
+    );
+    // Kept by a code name and by grpc_error: the name says more.
+    let (engine, host) = self::engine(
+        r#"{"sampling": {"rate": 0.0, "always_keep": ["grpc_error", "UNAVAILABLE"]}}"#,
+    );
+    let doc = json_of(
+        &engine
+            .finish(&host, &grpc_exchange("/a.B/C", Some(14)), &kept("c"))
+            .unwrap(),
+    );
+    assert_eq!(text(&doc, "breakwater.sampling"), "kept:UNAVAILABLE");
+    assert_eq!(number(&doc, "rpc.grpc.status_code"), Some(14));
+    // The default classes keep no gRPC failure that answered HTTP 200.
+    let (engine, host) = self::engine(r#"{"sampling": {"rate": 0.0}}"#);
+    assert!(engine
+        .finish(&host, &grpc_exchange("/a.B/C", Some(14)), &kept("c"))
+        .is_none());
+}
+
+#[test]
+fn every_fallback_answer_keeps_a_sampled_out_request_and_none_does_not() {
+    let (engine, host) = engine(r#"{"sampling": {"rate": 0.0, "always_keep": ["fallback"]}}"#);
+    for (served, keeps) in [
+        ("static", true),
+        ("stale", true),
+        ("service", true),
+        ("grpc", true),
+        ("none", false),
+        ("bogus", false),
+    ] {
+        let mut ex = exchange("/");
+        ex.fallback = Some(FallbackView {
+            served: served.as_bytes().to_vec(),
+            rule: b"r".to_vec(),
+            trigger: b"status".to_vec(),
+        });
+        let record = engine.finish(&host, &ex, &kept("c"));
+        assert_eq!(record.is_some(), keeps, "{served}");
+        if let Some(record) = record {
+            assert_eq!(
+                text(&json_of(&record), "breakwater.sampling"),
+                "kept:fallback"
+            );
+        }
+    }
+}

@@ -130,9 +130,15 @@ impl Redactor {
 
     /// A URL path (no query).
     pub fn path(&self, raw: &[u8], counts: &mut Counts) -> String {
+        let mut out = self.whole_path(raw, counts);
+        cap(&mut out, self.max_value_bytes);
+        out
+    }
+
+    /// [`Self::path`] before the cap to `max_value_bytes`.
+    pub fn whole_path(&self, raw: &[u8], counts: &mut Counts) -> String {
         let mut out = String::with_capacity(raw.len());
         self.layers(raw, b"", false, Form::Url, counts, &mut out);
-        cap(&mut out, self.max_value_bytes);
         out
     }
 

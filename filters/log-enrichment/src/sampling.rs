@@ -3,6 +3,7 @@
 //! same request. Classes in `always_keep` are never dropped.
 
 use crate::config::{KeepClasses, Sampling};
+use breakwater_common::grpc::{code_name, OK};
 use breakwater_common::hash::fnv1a;
 
 /// A request's position in [0, 1): FNV-1a of the id, finished with splitmix64 so similar ids
@@ -18,11 +19,37 @@ pub fn position(request_id: &[u8]) -> f64 {
 /// What the sampling decision looks at once the response is known.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
+    /// The HTTP status (`response.code`).
     pub status: Option<u32>,
+    /// A gRPC call (its request's `content-type`), and its status as Envoy reports it
+    /// (`response.grpc_status`; `None` when the call ended without one, `-1` for one Envoy
+    /// could not read).
+    pub grpc: Option<GrpcOutcome>,
     pub response_flags: u64,
     pub duration_ms: u64,
     pub fallback_served: bool,
     pub breaker_rejected: bool,
+}
+
+/// A gRPC call's status as Envoy reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcOutcome {
+    pub status: Option<i64>,
+}
+
+impl GrpcOutcome {
+    /// The status when it is one of gRPC's codes (0 to 16).
+    pub fn code(&self) -> Option<u32> {
+        self.status
+            .and_then(|s| u32::try_from(s).ok())
+            .filter(|c| code_name(*c).is_some())
+    }
+
+    /// Not OK: another status, an unreadable one, or none at all (the call was reset or the
+    /// client left before any response, so the client did not see OK either).
+    pub fn is_error(&self) -> bool {
+        self.status != Some(i64::from(OK))
+    }
 }
 
 /// Why a request is logged, or `None` when it is sampled out.
@@ -47,8 +74,16 @@ pub fn decide(sampling: &Sampling, sampling_key: Option<&[u8]>, outcome: &Outcom
 }
 
 fn keep_class(keep: &KeepClasses, slow_ms: u64, outcome: &Outcome) -> Option<&'static str> {
+    let grpc_code = outcome.grpc.and_then(|g| g.code());
     if outcome.status.is_some_and(|s| keep.statuses.contains(s)) {
         Some("status")
+    } else if let Some(name) = grpc_code
+        .filter(|c| keep.grpc_statuses.contains(*c))
+        .and_then(code_name)
+    {
+        Some(name)
+    } else if keep.grpc_error && outcome.grpc.is_some_and(|g| g.is_error()) {
+        Some("grpc_error")
     } else if keep.breaker_rejected && outcome.breaker_rejected {
         Some("breaker_rejected")
     } else if keep.fallback && outcome.fallback_served {
@@ -66,6 +101,7 @@ fn keep_class(keep: &KeepClasses, slow_ms: u64, outcome: &Outcome) -> Option<&'s
 mod tests {
     use super::*;
     use crate::correlation::uuid_v4;
+    use breakwater_common::grpc::GrpcStatusSet;
     use breakwater_common::rng::Rng;
     use breakwater_common::status::{StatusSet, StatusSpec};
     use breakwater_common::testing::test;
@@ -239,5 +275,49 @@ mod tests {
         // Without any id to sample on, only the classes keep a request below rate 1.
         assert_eq!(decide(&sampling(0.99), None, &ok), None);
         assert_eq!(decide(&sampling(1.0), None, &ok), Some(Kept::Sampled));
+    }
+
+    #[test]
+    fn grpc_failures_are_kept_by_class_and_by_name() {
+        let mut s = sampling(0.0);
+        s.always_keep = KeepClasses {
+            grpc_error: true,
+            ..KeepClasses::default()
+        };
+        let id = Some(&b"id"[..]);
+        let call = |status: Option<i64>| Outcome {
+            status: Some(200),
+            grpc: Some(GrpcOutcome { status }),
+            ..Outcome::default()
+        };
+        assert_eq!(decide(&s, id, &call(Some(0))), None);
+        for status in [Some(1), Some(14), Some(16), Some(17), Some(-1), None] {
+            assert_eq!(
+                decide(&s, id, &call(status)),
+                Some(Kept::Class("grpc_error")),
+                "{status:?}"
+            );
+        }
+        // Not a gRPC call: no gRPC status to judge.
+        assert_eq!(decide(&s, id, &Outcome::default()), None);
+
+        s.always_keep = KeepClasses {
+            grpc_statuses: GrpcStatusSet::of(&[14, 4]),
+            ..KeepClasses::default()
+        };
+        assert_eq!(
+            decide(&s, id, &call(Some(14))),
+            Some(Kept::Class("UNAVAILABLE"))
+        );
+        assert_eq!(
+            decide(&s, id, &call(Some(4))),
+            Some(Kept::Class("DEADLINE_EXCEEDED"))
+        );
+        for other in [Some(0), Some(13), Some(-1), Some(14 + (1 << 32)), None] {
+            assert_eq!(decide(&s, id, &call(other)), None, "{other:?}");
+        }
+        assert_eq!(GrpcOutcome { status: Some(3) }.code(), Some(3));
+        assert_eq!(GrpcOutcome { status: Some(-1) }.code(), None);
+        assert_eq!(GrpcOutcome { status: None }.code(), None);
     }
 }
