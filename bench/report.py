@@ -110,28 +110,9 @@ def markdown(results: dict) -> str:
         cpu = [x - y for x, y in zip(variants[a]["envoy_cpu_us_per_request"], variants[b]["envoy_cpu_us_per_request"])]
         lines.append(f"| {a} | {b} | {span(ratios(results, a, b, tput), '{:.3f}')} | {span(cpu, '{:+.1f}')} "
                      f"| {span(ratios(results, a, b, p99), '{:.3f}')} |")  # fmt: skip
-    o = results["outage"]
-    phases = o["phases_seconds"]
-    lines += [
-        "",
-        "## Outage: the upstream hangs",
-        "",
-        f"oha at {o['rate_rps']} requests/s (open loop); route timeout {o['route_timeout_s']} s; healthy "
-        f"{phases['healthy']} s, hanging {phases['hanging']} s, healed {phases['healed']} s. Figures for requests sent "
-        "while the upstream hung.",
-        "",
-        "| | p50 ms | p99 ms | p99 once open, ms | waited the whole timeout | success | time to open | requests before open | reached upstream while open | recovery after heal |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in o["scenarios"].items():
-        open_ = s.get("upstream_requests_while_open")
-        reached = f"{open_['probes']} probes, {open_['other']} other" if open_ else "all"
-        lines.append(
-            f"| {name} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {fmt_opt(s.get('p99_after_open_ms'), '{:.1f}')} "
-            f"| {s['waited_timeout']} of {s['requests_during_hang']} "
-            f"| {s['success_rate'] * 100:.1f} % | {fmt_opt(s.get('time_to_open_ms'), '{} ms')} "
-            f"| {fmt_opt(s.get('requests_before_open'), '{}')} | {reached} | {fmt_opt(s.get('recovery_after_heal_ms'), '{} ms')} |"
-        )
+    lines += outage_section(results)
+    if "outage_short" in results:  # results.json from before the short scenario ran in `make bench` has none
+        lines += outage_section(results, "outage_short")
     if "grpc" in results:  # results.json from before the gRPC comparison has none
         lines += grpc_section(results["grpc"], m)
     lines += ["", "## Modules", "", "| module | bytes |", "|---|---|"]
@@ -143,6 +124,107 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {s['measured']:.0f} | {fmt_opt(s.get('stored'), '{:.0f}')} | {fmt_opt(s.get('change'), '{:+.2%}')} |")
     lines += ["", "![throughput](plots/throughput.svg)", "", "![latency](plots/latency.svg)", "", "![outage](plots/outage.svg)", ""]
     return "\n".join(lines)
+
+
+RELEASE_VARIANT = "breaker + fallback + release"
+# The `istio/base` breaker's hang_after, for results.json from before the run recorded it.
+HANG_AFTER_MS = 300
+
+
+def outage_section(results: dict, key: str = "outage") -> list[str]:
+    """The table of one outage run: `outage` (the long scenario), or `outage_short` (the issue's
+    short one: no healthy phase, no heal; with the goals line). results.json from before a column
+    existed shows "—" there, and only the variants it has."""
+    o = results[key]
+    phases = o["phases_seconds"]
+    healed = phases["healed"] > 0
+    if key == "outage_short":
+        heading = f"## Outage, short: {o['rate_rps']} requests/s for {phases['hanging']} s, upstream hanging throughout"
+        when = ("the upstream hangs from each run's first request to its end (no healthy phase, no heal, so no "
+                "recovery columns; the fallback has no stale copy and serves its static answer)")  # fmt: skip
+    else:
+        heading = "## Outage: the upstream hangs"
+        when = f"healthy {phases['healthy']} s, hanging {phases['hanging']} s" + (
+            f", healed {phases['healed']} s" if healed else ", no heal (recovery not measured)"
+        )
+    heal_note = (
+        " *First upstream 2xx after heal*: the first answer of the healed upstream to reach a client (not a fallback's "
+        "copy); — in a run with a healed phase: none before the run ended."
+        if healed else ""
+    )  # fmt: skip
+    heal_columns = " | breaker closed after heal | first upstream 2xx after heal" if healed else ""
+    lines = [
+        "",
+        heading,
+        "",
+        f"oha at {o['rate_rps']} requests/s (open loop, GET); route timeout {o['route_timeout_s']} s; {when}. Figures for "
+        "requests sent while the upstream hung. *Waited the timeout*: answered after at least the route timeout − 0.1 s, or "
+        "with a 504. *Time to open*: the first rejection by the breaker, or the first `UH` (no healthy upstream) once "
+        "outlier detection ejected the host. *Reached the hanging upstream*: requests the upstream received while it "
+        f"hung.{heal_note}",
+        "",
+        "| | p50 ms | p99 ms | p99 once open, ms | waited the timeout | success | time to open | requests before open "
+        f"| reached the hanging upstream | reached upstream while open{heal_columns} |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if healed else ""),
+    ]
+    for name, s in o["scenarios"].items():
+        open_ = s.get("upstream_requests_while_open")
+        reached = f"{open_['probes']} probes, {open_['other']} other" if open_ else "all"
+        share = s.get("waited_timeout_share", s["waited_timeout"] / max(s["requests_during_hang"], 1))
+        opened = fmt_opt(s.get("time_to_open_ms"), "{} ms")
+        if "outlier_ejections" in s:
+            opened += f" (ejected {s['outlier_ejections']}×)"
+        before = fmt_opt(s.get("requests_before_open"), "{}")
+        if s.get("released"):
+            before += f" ({s['released']} released)"
+        heal_cells = (
+            f" | {fmt_opt(s.get('recovery_after_heal_ms'), '{} ms')} | {fmt_opt(s.get('first_upstream_2xx_after_heal_ms'), '{} ms')}"
+            if healed else ""
+        )  # fmt: skip
+        lines.append(
+            f"| {name} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {fmt_opt(s.get('p99_after_open_ms'), '{:.1f}')} "
+            f"| {s['waited_timeout']} of {s['requests_during_hang']} ({share * 100:.1f} %) "
+            f"| {s['success_rate'] * 100:.1f} % | {opened} | {before} "
+            f"| {fmt_opt(s.get('upstream_requests_during_hang'), '{}')} | {reached}{heal_cells} |"
+        )
+    if o.get("release_in_flight_supported") is False:
+        lines += ["", f"*{RELEASE_VARIANT}* was not run: `dist/circuit_breaker.wasm` does not know "
+                      "`open.release_in_flight` yet."]  # fmt: skip
+    if key == "outage_short":
+        lines += ["", short_goals(o)]
+    return lines
+
+
+def short_goals(o: dict) -> str:
+    """The issue's goals for the short scenario, from the release variant's figures: no request
+    waits out the route timeout; p99 during the hang ≤ hang_after + 150 ms; at most a quarter of
+    the requests the best native variant (outlier detection) lets reach the hanging upstream."""
+    scenarios = o["scenarios"]
+    r = scenarios.get(RELEASE_VARIANT)
+    if r is None:
+        return f"**The issue's goals, with release**: not measured (no *{RELEASE_VARIANT}* in this run)."
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**not met**"
+
+    share = r.get("waited_timeout_share", r["waited_timeout"] / max(r["requests_during_hang"], 1))
+    waited = (f"waited out the route timeout: {r['waited_timeout']} of {r['requests_during_hang']} ({share * 100:.1f} %), "
+              f"goal 0: {verdict(r['waited_timeout'] == 0)}")  # fmt: skip
+    hang_after = o.get("hang_after_ms") or HANG_AFTER_MS
+    p99_goal = hang_after + 150
+    p99_ = (f"p99 during the hang: {r['p99_ms']:.1f} ms, goal ≤ hang_after {hang_after:.0f} ms + 150 ms = {p99_goal:.0f} ms: "
+            f"{verdict(r['p99_ms'] <= p99_goal)}")  # fmt: skip
+    native = {n: s["upstream_requests_during_hang"] for n, s in scenarios.items()
+              if n.startswith("outlier detection") and s.get("upstream_requests_during_hang") is not None}  # fmt: skip
+    reached = r.get("upstream_requests_during_hang")
+    if native and reached is not None:
+        best = min(native, key=native.get)
+        limit = native[best] / 4
+        upstream = (f"reached the hanging upstream: {reached}, goal ≤ a quarter of the best native variant "
+                    f"({best}: {native[best]}), {limit:g}: {verdict(reached <= limit)}")  # fmt: skip
+    else:
+        upstream = "reached the hanging upstream: no outlier detection variant to compare with"
+    return f"**The issue's goals, with release** (*{RELEASE_VARIANT}*): {waited}; {p99_}; {upstream}."
 
 
 def grpc_section(g: dict, machine: dict) -> list[str]:
@@ -227,8 +309,12 @@ def plots(results: dict, out: Path) -> None:
     plt.close(fig)
 
     o = results["outage"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for (name, s), color in zip(o["scenarios"].items(), ["#cf222e", "#bf8700", "#1f6feb", "#2da44e"]):
+    fig, ax = plt.subplots(figsize=(10, 7))
+    palette = {"no breaker": "#cf222e", "outlier detection": "#8250df", "outlier detection, panic threshold 0": "#bc4c00",
+               "breaker without hang_after": "#bf8700", "breaker": "#1f6feb", "breaker + fallback": "#2da44e",
+               "breaker + fallback + release": "#1b7c83"}  # fmt: skip
+    for name, s in o["scenarios"].items():
+        color = palette.get(name, "#57606a")
         t = [b[0] for b in s["timeline"]]
         ax.plot(t, [max(b[3], 0.01) for b in s["timeline"]], color=color, label=f"{name}: p99", linewidth=1.2)
         ax.plot(t, [max(b[2], 0.01) for b in s["timeline"]], color=color, label=f"{name}: p50", linewidth=0.8,
@@ -237,7 +323,7 @@ def plots(results: dict, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the upstream started hanging")
     ax.set_ylabel("client latency per 0.5 s, ms (log)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize="x-small", ncol=3)  # below: 7 variants
     ax.set_title(f"Outage at {o['rate_rps']} requests/s, route timeout {o['route_timeout_s']} s")
     fig.tight_layout()
     fig.savefig(out / "outage.svg", metadata={"Date": None})

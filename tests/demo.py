@@ -17,7 +17,7 @@ import re
 import sys
 import time
 
-from tests.harness.client import request
+from tests.harness.client import concurrent, request
 from tests.harness.envoy import REPO_ROOT, Envoy, EnvoyError, interrupt_on_signals
 from tests.harness.upstream import Upstream
 
@@ -95,6 +95,12 @@ class Demo:
         self.log_lines_seen = len(lines)
 
 
+def timed_get(envoy: Envoy) -> tuple[float, object]:
+    started = time.monotonic()
+    response = request(envoy.url(URL_PATH), timeout=10)
+    return time.monotonic() - started, response
+
+
 def summary(record: dict) -> str:
     """The record's resilience story in one short line."""
     parts = [f"status={record.get('http.response.status_code')}"]
@@ -114,8 +120,9 @@ def run() -> None:
     say("Envoy (2 worker threads) runs envoy/demo.yaml. For GET /recommendations*:")
     say("  • the fallback filter replaces failures with the last good answer (up to 8 s old),")
     say("    else with a static \"most popular\" list;")
-    say("  • the circuit breaker opens after 5 consecutive failures, stays open 3 s (doubling,")
-    say("    ±10 % jitter), then lets 2 probe requests through;")
+    say("  • the circuit breaker opens after 5 consecutive failures (a call without an answer after")
+    say("    300 ms is one), stays open 3 s (doubling, ±10 % jitter), then lets 2 probe requests")
+    say("    through; when it opens, it answers the calls still waiting instead of letting them wait;")
     say("  • log enrichment writes one redacted JSON access-log line per request (shown in short).")
     with Upstream(port=UPSTREAM_PORT) as upstream, Envoy(CONFIG, component_log_level="wasm:info") as envoy:
         demo = Demo(envoy, upstream)
@@ -180,6 +187,22 @@ def run() -> None:
             say(f"  {DIM}{line}{RESET}")
         say("  The e-mail, the national id, the token and the card number are gone; Authorization is")
         say("  never logged; the client address is cut to its /24. The request itself went on unchanged.")
+
+        step("8. The upstream hangs: the callers already waiting are answered at once, not after 2 s")
+        upstream.set_mode("hang")
+        say("  6 clients call at the same moment; the upstream never answers (the route timeout is 2 s).")
+        results = concurrent(6, lambda i: timed_get(envoy))
+        for elapsed, response in sorted(results, key=lambda r: r[0]):
+            say(f"  GET {URL_PATH} → {response.status} after {elapsed:.2f} s  "
+                f"x-breakwater-fallback: {response.headers.get('x-breakwater-fallback', '-')}"
+                f"   {DIM}{response.text[:40]}{RESET}")  # fmt: skip
+        demo.show_transitions()
+        released = demo.stats(BREAKER).get("calls.released", 0)
+        say("  After hang_after (300 ms) the breaker counted them as failures and opened; within 50 ms both")
+        say(f"  workers answered their waiting calls ({released} released) with the rejection, which the")
+        say("  fallback replaced. Envoy cancelled the requests to the upstream.")
+        upstream.set_mode("ok", body=FRESH)
+        demo.show_state()
 
         say()
         say("Prometheus view (admin /stats/prometheus, breaker name as a label):")

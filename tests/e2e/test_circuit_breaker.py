@@ -97,8 +97,10 @@ def test_slow_calls_trip_a_slow_call_rate_breaker(breaker_envoy, upstream):
 
 
 def test_hang_after_opens_the_breaker_while_the_hung_calls_still_wait(breaker_envoy, upstream):
+    # Without releasing them (test_release.py has that): the hung calls wait for their timeout.
     envoy = breaker_envoy(
-        [breaker(failure={"hang_after": "200ms"}, trip={"consecutive_failures": 3}, open={"duration": "30s"})],
+        [breaker(failure={"hang_after": "200ms"}, trip={"consecutive_failures": 3},
+                 open={"duration": "30s", "release_in_flight": False})],
         route_timeout="4s",
     )
     upstream.set_mode("hang")
@@ -528,7 +530,7 @@ def test_the_demo_runs_from_start_to_finish():
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout
     steps = re.split(r"── \d\. ", output)
-    assert len(steps) == 8, output
+    assert len(steps) == 9, output
     assert steps[2].count("x-breakwater-fallback: stale") == 5, "failures answered with the last good answer"
     assert '"recommendations": closed -> open' in steps[2]
     assert "The upstream received 0 of those 4 requests." in steps[3]
@@ -543,6 +545,12 @@ def test_the_demo_runs_from_start_to_finish():
     assert '"card [REDACTED:payment_card]"' in record and '"k8s.namespace.name": "shop"' in record
     for secret in ["ola.nordmann", "01010012356", "s3cret", "4111 1111", "eyJhbGciOiJIUzI1NiJ9"]:
         assert secret not in record, secret
+    # Callers waiting on the hung upstream are answered by the fallback long before the 2 s timeout.
+    answers = re.findall(r"→ (\d+) after (\d+\.\d+) s  x-breakwater-fallback: (\S+)", steps[8])
+    assert len(answers) == 6, steps[8]
+    assert all(status == "200" and float(elapsed) < 1.0 and served in ("stale", "static")
+               for status, elapsed, served in answers), answers
+    assert "(6 released)" in steps[8]
 
 
 # --- configuration updates (LDS from a file, as a control plane would push them) ------------------

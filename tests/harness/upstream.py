@@ -116,6 +116,8 @@ class Upstream:
         self._switch_lock = threading.Lock()
         self._mode = Mode("ok")
         self._noise_seen = 0
+        # Requests in mode hang whose connection the proxy closed: requests it gave up on.
+        self._abandoned = 0
         self._paths: collections.Counter[str] = collections.Counter()
         # (path, headers) of the latest requests, for tests of what a filter sent upstream.
         self._recent: collections.deque[tuple[str, dict[str, str]]] = collections.deque(maxlen=200)
@@ -197,6 +199,19 @@ class Upstream:
         with self._lock:
             self._paths.clear()
             self._recent.clear()
+            self._abandoned = 0
+
+    def abandoned(self) -> int:
+        """Requests held in mode hang whose connection the proxy closed (it gave up on them:
+        a timeout, or a filter answered the client), since the last reset_counts()."""
+        with self._lock:
+            return self._abandoned
+
+    def wait_for_abandoned(self, n: int, timeout: float = 5.0) -> int:
+        with self._count_changed:
+            if not self._count_changed.wait_for(lambda: self._abandoned >= n, timeout):
+                raise TimeoutError(f"upstream saw {self._abandoned} abandoned requests, expected {n}")
+            return self._abandoned
 
     def received_headers(self, path_prefix: str = "/") -> list[dict[str, str]]:
         """Headers (names lower case) of the latest requests under `path_prefix`, oldest first."""
@@ -318,6 +333,10 @@ class Upstream:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif name == "hang":
                 _wait_until_peer_closes(conn)
+                if not self._stopping.is_set():
+                    with self._count_changed:
+                        self._abandoned += 1
+                        self._count_changed.notify_all()
             return False  # closing the socket (in _serve_connection) does the rest
 
         if name == "reset_mid_body":
@@ -437,8 +456,12 @@ def _send_response(conn: socket.socket, code: int, body: bytes, keep_alive: bool
 
 
 def _wait_until_peer_closes(conn: socket.socket) -> None:
-    # Whatever arrives is discarded; recv returns b"" when the peer (or stop()) ends the connection.
-    while conn.recv(65536):
+    # Whatever arrives is discarded; recv returns b"" when the peer (or stop()) ends the
+    # connection, or raises when the peer resets it.
+    try:
+        while conn.recv(65536):
+            pass
+    except OSError:
         pass
 
 

@@ -6,7 +6,10 @@
 //! call?), writes three filter-state values, reads `:status` at response headers (and a gRPC
 //! call's `grpc-status`, there or in the trailers) and `response.flags` at the end, then writes
 //! the outcome. A rejection writes three values, reads `content-type` and sends the reply. The
-//! SDK's other callbacks (body chunks) return at once.
+//! SDK's other callbacks (body chunks) return at once. Watching a call (`hang_after`, release)
+//! costs no host call, except switching the worker's tick on for the first one; while it runs
+//! (every [`TICK_MS`], only while calls are watched) the tick reads the shared state of each key
+//! with calls due for release, and answers those calls on their own streams.
 
 use crate::config::BreakerConfig;
 use crate::engine::{Engine, RequestVerdict, Ticket, WorkerState};
@@ -21,6 +24,10 @@ use std::rc::Rc;
 
 /// `%RESPONSE_CODE_DETAILS%` of the breaker's rejections.
 pub const REJECTED_DETAILS: &str = "breakwater_circuit_open";
+/// `%RESPONSE_CODE_DETAILS%` of calls answered while they waited, because their key opened.
+pub const RELEASED_DETAILS: &str = "breakwater_circuit_released";
+/// How often a worker that watches calls checks them (hang detection and release).
+pub const TICK_MS: u64 = 50;
 
 proxy_wasm::main! {{
     envoy::start(|context_id| -> Box<dyn RootContext> {
@@ -59,8 +66,38 @@ impl RootContext for BreakerRoot {
         true
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let (Some(engine), Some(worker)) = (&self.engine, &self.worker) else {
+            envoy::set_tick_period_ms(0);
+            return;
+        };
+        let releases = {
+            let Ok(mut worker) = worker.try_borrow_mut() else {
+                return;
+            };
+            let releases = engine.tick(&Envoy, &mut worker);
+            if !worker.watching() {
+                worker.ticking = false;
+                envoy::set_tick_period_ms(0);
+            }
+            releases
+        };
+        for release in releases {
+            // The stream may have ended since: then Envoy does not know it any more.
+            if envoy::set_effective_context(release.context_id) {
+                write_decision(
+                    engine.breaker_name(&release.rejection.breaker()),
+                    BreakerDecision::Released,
+                    release.rejection.state,
+                );
+                send_reply(engine, &release.rejection, release.grpc, RELEASED_DETAILS);
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(BreakerStream {
+            context_id,
             engine: self.engine.clone(),
             worker: self.worker.clone(),
             ticket: None,
@@ -75,6 +112,7 @@ impl RootContext for BreakerRoot {
 }
 
 struct BreakerStream {
+    context_id: u32,
     engine: Option<Rc<Engine>>,
     worker: Option<Rc<RefCell<WorkerState>>>,
     /// Set when the request was let through and its outcome must be recorded.
@@ -87,6 +125,35 @@ struct BreakerStream {
 /// Whether the request is a gRPC call (its `content-type`). Only in `on_http_request_headers`.
 fn is_grpc_call() -> bool {
     envoy::request_header("content-type").is_some_and(|v| grpc::is_grpc(&v))
+}
+
+/// Sends the breaker's reply to `rejection` on the current (or effective) stream; false when
+/// Envoy refused it.
+fn send_reply(
+    engine: &Engine,
+    rejection: &crate::engine::Rejection,
+    grpc: bool,
+    details: &str,
+) -> bool {
+    let Some(reply) = engine.reply(rejection, grpc) else {
+        return false;
+    };
+    let mut headers: Vec<(&str, &[u8])> = reply
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_bytes()))
+        .collect();
+    if let Some((name, value)) = reply.retry() {
+        headers.push((name, value.as_bytes()));
+    }
+    shim::send_local_response(
+        reply.status,
+        details,
+        &headers,
+        reply.body,
+        reply.grpc_status,
+    )
+    .is_ok()
 }
 
 fn write_decision(name: &str, decision: BreakerDecision, state: &str) {
@@ -116,6 +183,13 @@ impl HttpContext for BreakerStream {
                 if ticket.is_accounted() && is_grpc_call() {
                     ticket.set_grpc();
                 }
+                if ticket.is_watched() {
+                    worker.attach(&ticket, self.context_id);
+                    if !worker.ticking {
+                        worker.ticking = true;
+                        envoy::set_tick_period_ms(TICK_MS);
+                    }
+                }
                 self.ticket = Some(ticket);
                 Action::Continue
             }
@@ -125,27 +199,11 @@ impl HttpContext for BreakerStream {
                     BreakerDecision::Rejected,
                     rejection.state,
                 );
-                let Some(reply) = engine.reply(&rejection, is_grpc_call()) else {
-                    return Action::Continue;
-                };
-                let mut headers: Vec<(&str, &[u8])> = reply
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (*n, v.as_bytes()))
-                    .collect();
-                if let Some((name, value)) = reply.retry() {
-                    headers.push((name, value.as_bytes()));
-                }
-                match shim::send_local_response(
-                    reply.status,
-                    REJECTED_DETAILS,
-                    &headers,
-                    reply.body,
-                    reply.grpc_status,
-                ) {
-                    Ok(()) => Action::Pause,
+                if send_reply(engine, &rejection, is_grpc_call(), REJECTED_DETAILS) {
+                    Action::Pause
+                } else {
                     // The reply could not be sent: serving the request beats hanging it.
-                    Err(_) => Action::Continue,
+                    Action::Continue
                 }
             }
         }

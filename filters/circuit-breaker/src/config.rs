@@ -9,7 +9,7 @@ use breakwater_common::grpc::{
     GrpcStatusSet, NotOk, NotOkCode, MAX_GRPC_MESSAGE_BYTES, UNAVAILABLE,
 };
 use breakwater_common::headers::{ConfiguredHeaders, HeaderList, Reserved};
-use breakwater_common::matcher::{MatchConfig, RequestMatcher};
+use breakwater_common::matcher::{check_methods, MatchConfig, RequestMatcher};
 use breakwater_common::status::{StatusSet, StatusSpec};
 #[cfg(feature = "schema")]
 use schemars::JsonSchema;
@@ -37,6 +37,8 @@ pub const DEFAULT_OPEN_MS: u64 = 5000;
 pub const DEFAULT_MAX_OPEN_MS: u64 = 60_000;
 pub const DEFAULT_BACKOFF: f64 = 2.0;
 pub const DEFAULT_JITTER: f64 = 0.1;
+/// The methods whose in-flight calls a key that opens releases, unless configured.
+pub const DEFAULT_RELEASE_METHODS: [&str; 2] = ["GET", "HEAD"];
 pub const DEFAULT_PROBES: u32 = 3;
 pub const DEFAULT_MAX_WAIT_MS: u64 = 10_000;
 pub const DEFAULT_REPLY_STATUS: u32 = 503;
@@ -270,6 +272,21 @@ pub struct RawOpen {
     /// Each open period is randomised by ± this fraction (0.1: ±10 %), less than 1.
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0), extend("exclusiveMaximum" = 1, "default" = DEFAULT_JITTER)))]
     pub jitter: Option<f64>,
+    /// When a key opens, answer at once, with the rejection, the calls it let through that
+    /// have had no response headers for `release_after`, instead of letting them wait out their
+    /// timeout.
+    #[cfg_attr(feature = "schema", schemars(extend("default" = true)))]
+    pub release_in_flight: Option<bool>,
+    /// How long a call must have waited without response headers to be released (default:
+    /// `failure.hang_after`; without either, nothing is released).
+    pub release_after: Option<PositiveDuration>,
+    /// The methods of the calls that may be released (a released POST may still complete
+    /// upstream; gRPC calls are POSTs).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1), inner(regex(pattern = r"^[A-Z-]+$")), extend("default" = ["GET", "HEAD"]))
+    )]
+    pub release_methods: Option<Vec<String>>,
 }
 
 /// How the breaker probes before closing.
@@ -557,6 +574,11 @@ pub struct OpenPolicy {
     pub max_duration_ms: u64,
     pub backoff_multiplier: f64,
     pub jitter: f64,
+    /// Calls without response headers this long are released when their key opens; `None`:
+    /// nothing is released.
+    pub release_after_ms: Option<u64>,
+    /// Upper-case methods whose calls may be released.
+    pub release_methods: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -634,7 +656,7 @@ fn check_breaker(raw: RawBreaker, path: &FieldPath) -> Result<BreakerSpec, Confi
     }
     let failure = check_failure(raw.failure, &path.key("failure"))?;
     let trip = check_trip(raw.trip, &failure, &path.key("trip"))?;
-    let open = check_open(raw.open, &path.key("open"))?;
+    let open = check_open(raw.open, failure.hang_after_ms, &path.key("open"))?;
     let half_open = raw.half_open.map_or(
         HalfOpenPolicy {
             probes: DEFAULT_PROBES,
@@ -812,13 +834,43 @@ fn check_window(raw: RawWindow, path: &FieldPath) -> Result<WindowSpec, ConfigEr
     }
 }
 
-fn check_open(raw: Option<RawOpen>, path: &FieldPath) -> Result<OpenPolicy, ConfigError> {
+fn check_open(
+    raw: Option<RawOpen>,
+    hang_after_ms: Option<u64>,
+    path: &FieldPath,
+) -> Result<OpenPolicy, ConfigError> {
     let raw = raw.unwrap_or(RawOpen {
         duration: None,
         max_duration: None,
         backoff_multiplier: None,
         jitter: None,
+        release_in_flight: None,
+        release_after: None,
+        release_methods: None,
     });
+    let release = raw.release_in_flight.unwrap_or(true);
+    if !release {
+        for (key, given) in [
+            ("release_after", raw.release_after.is_some()),
+            ("release_methods", raw.release_methods.is_some()),
+        ] {
+            if given {
+                return Err(path
+                    .key(key)
+                    .error("only applies when release_in_flight is true"));
+            }
+        }
+    }
+    let release_after_ms = release
+        .then(|| raw.release_after.map(|d| d.ms()).or(hang_after_ms))
+        .flatten();
+    let release_methods = match &raw.release_methods {
+        Some(list) => check_methods(&path.key("release_methods"), list)?,
+        None => DEFAULT_RELEASE_METHODS
+            .iter()
+            .map(|m| m.as_bytes().to_vec())
+            .collect(),
+    };
     let duration_ms = raw.duration.map_or(DEFAULT_OPEN_MS, |d| d.ms());
     let max_duration_ms = raw
         .max_duration
@@ -853,6 +905,8 @@ fn check_open(raw: Option<RawOpen>, path: &FieldPath) -> Result<OpenPolicy, Conf
         max_duration_ms,
         backoff_multiplier,
         jitter,
+        release_after_ms,
+        release_methods,
     })
 }
 

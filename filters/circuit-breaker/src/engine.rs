@@ -108,17 +108,46 @@ pub struct WorkerState {
     /// `hang_after` (at most [`MAX_PENDING`]).
     pending: Vec<Pending>,
     next_pending: u64,
+    /// The adapter's tick is on (it is switched on when a call is watched, off when none is).
+    pub ticking: bool,
 }
 
-/// A call in flight, as hang detection sees it.
+/// A call in flight, as hang detection and release see it.
 struct Pending {
     id: u64,
     breaker: usize,
     key: StateKey,
     epoch: u32,
     arrived_ms: u64,
+    /// A half-open probe: if it hangs, the key re-opens.
+    probe: bool,
+    /// Its method may be released (`open.release_methods`).
+    releasable: bool,
+    /// The stream's context, to answer it from the tick (0 until [`WorkerState::attach`]).
+    context_id: u32,
+    grpc: bool,
     /// Already counted as a failure because it hung: its late outcome is not counted again.
     counted: bool,
+    /// Released (or, in `dry_run`, counted as one that would have been): never twice.
+    released: bool,
+}
+
+/// What to watch of a call let through.
+struct Watch {
+    breaker: usize,
+    key: StateKey,
+    epoch: u32,
+    now_ms: u64,
+    probe: bool,
+    releasable: bool,
+}
+
+/// A call the tick answers with its breaker's rejection: its key opened while it waited.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub context_id: u32,
+    pub grpc: bool,
+    pub rejection: Rejection,
 }
 
 /// Calls in flight one worker keeps for hang detection; beyond it, new calls are not watched.
@@ -134,11 +163,12 @@ impl WorkerState {
             overflow_logged: vec![false; n],
             pending: Vec::new(),
             next_pending: 0,
+            ticking: false,
         }
     }
 
     /// Starts watching a call; `None` when the list is full of calls still undecided.
-    fn watch(&mut self, breaker: usize, key: StateKey, epoch: u32, now_ms: u64) -> Option<u64> {
+    fn watch(&mut self, w: Watch) -> Option<u64> {
         if self.pending.len() >= MAX_PENDING {
             self.pending.retain(|p| !p.counted);
             if self.pending.len() >= MAX_PENDING {
@@ -148,13 +178,35 @@ impl WorkerState {
         self.next_pending = self.next_pending.wrapping_add(1);
         self.pending.push(Pending {
             id: self.next_pending,
-            breaker,
-            key,
-            epoch,
-            arrived_ms: now_ms,
+            breaker: w.breaker,
+            key: w.key,
+            epoch: w.epoch,
+            arrived_ms: w.now_ms,
+            probe: w.probe,
+            releasable: w.releasable,
+            context_id: 0,
+            grpc: false,
             counted: false,
+            released: false,
         });
         Some(self.next_pending)
+    }
+
+    /// Gives a watched call its stream context (and whether it is a gRPC call), so that the
+    /// tick can answer it. Until then it is not released.
+    pub fn attach(&mut self, ticket: &Ticket, context_id: u32) {
+        if let Some(p) = ticket
+            .pending
+            .and_then(|id| self.pending.iter_mut().find(|p| p.id == id))
+        {
+            p.context_id = context_id;
+            p.grpc = ticket.grpc != Grpc::NotGrpc;
+        }
+    }
+
+    /// Whether any call is watched: the tick runs only then.
+    pub fn watching(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Stops watching a call; whether it was already counted as hung. A watched call is
@@ -177,6 +229,8 @@ struct Metrics {
     calls_slow: Option<MetricId>,
     calls_unanswered: Option<MetricId>,
     calls_hung: Option<MetricId>,
+    calls_released: Option<MetricId>,
+    dry_run_would_release: Option<MetricId>,
     rejected: Option<MetricId>,
     dry_run_would_reject: Option<MetricId>,
     probes: Option<MetricId>,
@@ -194,6 +248,7 @@ pub const STAT_PREFIX: &str = "breakwater.circuit_breaker";
 impl Metrics {
     fn define<H: Host + ?Sized>(host: &H, spec: &BreakerSpec) -> Metrics {
         let split = spec.split != Split::None;
+        let release = spec.open.release_after_ms.is_some();
         let counter = |stat: &str| {
             host.define_metric(
                 MetricKind::Counter,
@@ -223,6 +278,8 @@ impl Metrics {
             } else {
                 None
             },
+            calls_released: release.then(|| counter("calls.released")).flatten(),
+            dry_run_would_release: release.then(|| counter("dry_run_would_release")).flatten(),
             rejected: counter("rejected"),
             dry_run_would_reject: counter("dry_run_would_reject"),
             probes: counter("probes"),
@@ -468,17 +525,35 @@ impl Engine {
             decision,
             state,
         };
+        // Calls are watched for hang detection, and to be released when their key opens.
+        let watched = spec.failure.hang_after_ms.is_some() || spec.open.release_after_ms.is_some();
+        let mut watch = |t: &mut Ticket, probe: bool, attrs: &mut RequestAttributes<_>| {
+            if watched {
+                let releasable = spec.open.release_after_ms.is_some()
+                    && attrs.get(Attribute::Method).is_some_and(|m| {
+                        spec.open.release_methods.iter().any(|r| r.as_slice() == m)
+                    });
+                t.pending = worker.watch(Watch {
+                    breaker: index,
+                    key,
+                    epoch: t.epoch,
+                    now_ms: now,
+                    probe,
+                    releasable,
+                });
+            }
+        };
         match admitted.admission {
             Admission::Pass { epoch } => {
                 let mut passed = ticket(epoch, false, true, Decision::Passed, phase.as_str());
-                if spec.failure.hang_after_ms.is_some() {
-                    passed.pending = worker.watch(index, key, epoch, now);
-                }
+                watch(&mut passed, false, &mut attrs);
                 RequestVerdict::Admitted(passed)
             }
             Admission::Probe { epoch } => {
                 bump(host, b.metrics.probes);
-                RequestVerdict::Admitted(ticket(epoch, true, true, Decision::Probe, phase.as_str()))
+                let mut probe = ticket(epoch, true, true, Decision::Probe, phase.as_str());
+                watch(&mut probe, true, &mut attrs);
+                RequestVerdict::Admitted(probe)
             }
             Admission::Reject { retry_after_ms } => {
                 if spec.mode == Mode::DryRun {
@@ -593,15 +668,15 @@ impl Engine {
         hang_after_ms: u64,
     ) {
         let now = host.now_ms();
-        let mut hung: Vec<(StateKey, u32)> = Vec::new();
+        let mut hung: Vec<(StateKey, u32, bool)> = Vec::new();
         for p in worker.pending.iter_mut() {
             if p.breaker == index && !p.counted && now.saturating_sub(p.arrived_ms) > hang_after_ms
             {
                 p.counted = true;
-                hung.push((p.key, p.epoch));
+                hung.push((p.key, p.epoch, p.probe));
             }
         }
-        let Some(&(first_key, _)) = hung.first() else {
+        let Some(&(first_key, _, _)) = hung.first() else {
             return;
         };
         if let Some(id) = b.metrics.calls_hung {
@@ -618,7 +693,7 @@ impl Engine {
         };
         // Usually one key; a split breaker records each key's calls into its own state.
         let mut keys = vec![first_key];
-        for (key, _) in &hung {
+        for (key, _, _) in &hung {
             if !keys.contains(key) {
                 keys.push(*key);
             }
@@ -629,9 +704,10 @@ impl Engine {
                 let mut state = BreakerState::load(bytes, spec.trip.window);
                 let mut changed = false;
                 let mut transition = None;
-                for (_, epoch) in hung.iter().filter(|(k, _)| *k == key) {
+                // A hung probe fails its half-open round: the key re-opens.
+                for (_, epoch, probe) in hung.iter().filter(|(k, _, _)| *k == key) {
                     let recorded =
-                        policy::record(spec, &mut state, *epoch, false, failure, now, jitter);
+                        policy::record(spec, &mut state, *epoch, *probe, failure, now, jitter);
                     changed |= recorded.changed;
                     transition = transition.or(recorded.transition);
                 }
@@ -653,6 +729,91 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The periodic check of a worker's watched calls (the adapter's tick): counts those that
+    /// hung (a hung probe re-opens its key), then returns the calls to release: those of a key
+    /// that is open now, waiting without response headers for `open.release_after` or longer,
+    /// of a releasable method, not released before. In `dry_run` they are counted and logged,
+    /// not returned. Reads the shared state of each key with such calls, once per tick.
+    pub fn tick<H: Host + ?Sized>(&self, host: &H, worker: &mut WorkerState) -> Vec<Release> {
+        let mut released = Vec::new();
+        for (index, b) in self.breakers.iter().enumerate() {
+            if !worker.pending.iter().any(|p| p.breaker == index) {
+                continue;
+            }
+            if let Some(hang_after_ms) = b.spec.failure.hang_after_ms {
+                self.count_hung_calls(host, worker, index, b, hang_after_ms);
+            }
+            let Some(release_after_ms) = b.spec.open.release_after_ms else {
+                continue;
+            };
+            let now = host.now_ms();
+            let due = |p: &Pending| {
+                p.breaker == index
+                    && p.releasable
+                    && !p.released
+                    && p.context_id != 0
+                    && now.saturating_sub(p.arrived_ms) >= release_after_ms
+            };
+            let mut keys: Vec<StateKey> = Vec::new();
+            for p in worker.pending.iter().filter(|p| due(p)) {
+                if !keys.contains(&p.key) {
+                    keys.push(p.key);
+                }
+            }
+            for key in keys {
+                let Ok(Some((bytes, _))) = host.get(&b.key(key)) else {
+                    continue;
+                };
+                let Some(retry_after_ms) = BreakerState::open_times(&bytes)
+                    .and_then(|(since, until)| policy::still_open(since, until, now))
+                    .and_then(|a| match a.admission {
+                        Admission::Reject { retry_after_ms } => Some(retry_after_ms),
+                        _ => None,
+                    })
+                else {
+                    continue;
+                };
+                let dry_run = b.spec.mode == Mode::DryRun;
+                let mut count = 0i64;
+                for p in worker.pending.iter_mut().filter(|p| p.key == key && due(p)) {
+                    p.released = true;
+                    count += 1;
+                    if !dry_run {
+                        // Answered now: whatever comes later is not its outcome.
+                        p.counted = true;
+                        released.push(Release {
+                            context_id: p.context_id,
+                            grpc: p.grpc,
+                            rejection: Rejection {
+                                breaker: index,
+                                retry_after_ms: Some(retry_after_ms),
+                                state: StateName::Open.as_str(),
+                            },
+                        });
+                    }
+                }
+                let metric = if dry_run {
+                    b.metrics.dry_run_would_release
+                } else {
+                    b.metrics.calls_released
+                };
+                if let Some(id) = metric {
+                    host.add_metric(id, count);
+                }
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "breakwater circuit-breaker \"{}\": {} {count} call(s) in flight for {} ms or more",
+                        b.spec.name,
+                        if dry_run { "dry run: would release" } else { "released" },
+                        release_after_ms
+                    ),
+                );
+            }
+        }
+        released
     }
 
     /// The reply for a rejected request: the configured response plus `Retry-After` and
@@ -909,6 +1070,11 @@ impl Ticket {
     /// Marks the call as a gRPC call: its outcome then depends on its grpc-status.
     pub fn set_grpc(&mut self) {
         self.grpc = Grpc::Call { status: None };
+    }
+
+    /// Whether the worker watches it (hang detection, release).
+    pub fn is_watched(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Whether it is a gRPC call whose grpc-status has not been seen yet.

@@ -884,3 +884,169 @@ fn a_call_with_response_headers_is_never_counted_as_hung() {
         1
     );
 }
+
+// --- releasing calls in flight ------------------------------------------------------------------
+
+/// A breaker that opens on two hung calls and releases what waits 300 ms.
+const RELEASES: &str = r#"{"name":"rel","failure":{"hang_after":"300ms"},
+    "trip":{"consecutive_failures":2},"open":{"duration":"5s","jitter":0},"half_open":{"probes":1}}"#;
+
+/// Admits `req` on `worker` as the stream `context_id`.
+fn in_flight(s: &mut Setup, worker: usize, req: &Req, context_id: u32) -> Ticket {
+    let t = ticket(s.admit(worker, req));
+    s.workers[worker].attach(&t, context_id);
+    t
+}
+
+fn released_contexts(s: &mut Setup, worker: usize) -> Vec<u32> {
+    let mut ids: Vec<u32> = s
+        .engine
+        .tick(&s.host, &mut s.workers[worker])
+        .iter()
+        .map(|r| r.context_id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_key_that_opens_releases_its_waiting_gets_on_every_worker() {
+    let mut s = setup(RELEASES);
+    let get = Req::get("/slow");
+    let post = FakeRequest::new("POST", "/slow", "shop.example");
+    let _a = in_flight(&mut s, 0, &get, 11);
+    let _b = in_flight(&mut s, 0, &get, 12);
+    let _c = in_flight(&mut s, 0, &post, 13);
+    let answered = in_flight(&mut s, 0, &get, 14);
+    let mut answered = answered;
+    s.engine
+        .on_response_headers(&mut s.workers[0], &mut answered);
+    let _d = in_flight(&mut s, 1, &get, 21);
+    // Not yet: nothing has waited 300 ms, and the key is closed.
+    s.host.advance(200);
+    assert!(released_contexts(&mut s, 0).is_empty());
+    s.host.advance(101);
+    // Worker 0 counts its three hung calls (the key opens) and releases its GETs, not the
+    // POST, nor the call that has its response headers.
+    assert_eq!(released_contexts(&mut s, 0), [11, 12]);
+    assert!(released_contexts(&mut s, 0).is_empty(), "never twice");
+    // Worker 1 learns from the shared state that the key is open.
+    assert_eq!(released_contexts(&mut s, 1), [21]);
+    let metric = |s: &Setup, stat: &str| {
+        s.host
+            .metric(&format!("breakwater.circuit_breaker.rel.{stat}"))
+    };
+    assert_eq!(metric(&s, "calls.released"), 3);
+    // The rejection says when to come back, and a released call's late end is not counted.
+    let failures = metric(&s, "calls.failure");
+    let outcome = s.complete(0, &_a, 503);
+    assert_eq!(outcome.map(|o| o.as_str()), Some("failure"));
+    assert_eq!(metric(&s, "calls.failure"), failures);
+}
+
+#[test]
+fn released_calls_carry_the_rejection_in_their_form() {
+    let mut s = setup(RELEASES);
+    let get = Req::get("/slow");
+    let mut t = ticket(s.admit(0, &get));
+    t.set_grpc();
+    s.workers[0].attach(&t, 7);
+    let _other = in_flight(&mut s, 0, &get, 8);
+    s.host.advance(301);
+    let released = s.engine.tick(&s.host, &mut s.workers[0]);
+    let grpc = released.iter().find(|r| r.context_id == 7).unwrap();
+    assert!(grpc.grpc);
+    let reply = s.engine.reply(&grpc.rejection, true).unwrap();
+    assert_eq!(reply.grpc_status, Some(14));
+    assert_eq!(reply.retry(), Some(("grpc-retry-pushback-ms", "5000")));
+    let http = released.iter().find(|r| r.context_id == 8).unwrap();
+    let reply = s.engine.reply(&http.rejection, false).unwrap();
+    assert_eq!(
+        (reply.status, reply.retry()),
+        (503, Some(("retry-after", "5")))
+    );
+}
+
+#[test]
+fn a_probe_that_hangs_reopens_its_key_and_is_released() {
+    let mut s = setup(RELEASES);
+    let get = Req::get("/slow");
+    let _a = in_flight(&mut s, 0, &get, 1);
+    let _b = in_flight(&mut s, 0, &get, 2);
+    s.host.advance(301);
+    assert_eq!(released_contexts(&mut s, 0), [1, 2]);
+    s.host.advance(5000);
+    let probe = in_flight(&mut s, 1, &get, 3);
+    assert_eq!(probe.decision.as_str(), "probe");
+    assert!(is_rejected(&s.admit(0, &get)), "one probe at a time");
+    s.host.advance(301);
+    assert_eq!(released_contexts(&mut s, 1), [3]);
+    assert_eq!(
+        s.host
+            .metric("breakwater.circuit_breaker.rel.transitions.opened"),
+        2,
+        "the hung probe re-opened the key"
+    );
+}
+
+#[test]
+fn without_release_or_in_dry_run_nothing_is_answered() {
+    for (config, stat) in [
+        (
+            r#"{"name":"rel","failure":{"hang_after":"300ms"},"trip":{"consecutive_failures":1},"open":{"release_in_flight":false}}"#,
+            None,
+        ),
+        (
+            r#"{"name":"rel","mode":"dry_run","failure":{"hang_after":"300ms"},"trip":{"consecutive_failures":1}}"#,
+            Some("dry_run_would_release"),
+        ),
+    ] {
+        let mut s = setup(config);
+        let get = Req::get("/slow");
+        let _a = in_flight(&mut s, 0, &get, 1);
+        let _b = in_flight(&mut s, 0, &get, 2);
+        s.host.advance(301);
+        assert!(released_contexts(&mut s, 0).is_empty(), "{config}");
+        assert!(released_contexts(&mut s, 0).is_empty(), "{config}");
+        assert_eq!(
+            s.host
+                .metric("breakwater.circuit_breaker.rel.transitions.opened"),
+            1,
+            "{config}"
+        );
+        if let Some(stat) = stat {
+            assert_eq!(
+                s.host
+                    .metric(&format!("breakwater.circuit_breaker.rel.{stat}")),
+                2,
+                "counted once each"
+            );
+        }
+    }
+}
+
+#[test]
+fn release_options_are_checked() {
+    let parse = |open: &str| {
+        BreakerConfig::parse(
+            format!(
+                r#"{{"breakers":[{{"name":"b","failure":{{"hang_after":"1s"}},"open":{open}}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    assert!(parse(r#"{"release_after":"200ms","release_methods":["GET","POST"]}"#).is_ok());
+    assert!(parse(r#"{"release_methods":["get"]}"#)
+        .unwrap_err()
+        .starts_with(
+            "breakers[0].open.release_methods[0]: \"get\" is not an upper-case HTTP method"
+        ));
+    assert!(parse(r#"{"release_in_flight":false,"release_after":"1s"}"#)
+        .unwrap_err()
+        .starts_with(
+            "breakers[0].open.release_after: only applies when release_in_flight is true"
+        ));
+    assert!(parse(r#"{"release_methods":[]}"#).is_err());
+}

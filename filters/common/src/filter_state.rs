@@ -71,10 +71,20 @@ values! {
         Passed => "passed",
         /// Answered by the breaker while open (or `forced_open`).
         Rejected => "rejected",
+        /// Let through, then answered by the breaker with its rejection while still waiting
+        /// for response headers, because its key opened (`open.release_in_flight`).
+        Released => "released",
         /// Let through as one of the half-open probes.
         Probe => "probe",
         /// `dry_run`: would have been rejected, and was let through.
         DryRunWouldReject => "dry_run_would_reject",
+    }
+}
+
+impl BreakerDecision {
+    /// The breaker answered the request itself: it rejected it, or released it.
+    pub const fn answered_by_breaker(self) -> bool {
+        matches!(self, BreakerDecision::Rejected | BreakerDecision::Released)
     }
 }
 

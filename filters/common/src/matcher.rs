@@ -86,21 +86,10 @@ impl RequestMatcher {
             (None, Some(p)) => PathRule::Exact(check_path(&path.key("path_exact"), p)?),
             (None, None) => PathRule::Any,
         };
-        let mut methods = Vec::new();
-        if let Some(list) = &cfg.methods {
-            let field = path.key("methods");
-            if list.is_empty() {
-                return Err(field.error("must list at least one method, or be omitted"));
-            }
-            for (i, m) in list.iter().enumerate() {
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
-                    return Err(field
-                        .index(i)
-                        .error(format!("\"{m}\" is not an upper-case HTTP method")));
-                }
-                methods.push(m.as_bytes().to_vec());
-            }
-        }
+        let methods = match &cfg.methods {
+            Some(list) => check_methods(&path.key("methods"), list)?,
+            None => Vec::new(),
+        };
         let authority = match &cfg.authority {
             None => None,
             Some(a) => Some(check_authority(&path.key("authority"), a)?),
@@ -169,6 +158,26 @@ impl RequestMatcher {
         }
         true
     }
+}
+
+/// A non-empty list of upper-case HTTP methods (`GET`, `PURGE`, …), as bytes to compare with
+/// the `:method` attribute.
+pub fn check_methods(field: &FieldPath, list: &[String]) -> Result<Vec<Vec<u8>>, ConfigError> {
+    if list.is_empty() {
+        return Err(field.error("must list at least one method, or be omitted"));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+                Err(field
+                    .index(i)
+                    .error(format!("\"{m}\" is not an upper-case HTTP method")))
+            } else {
+                Ok(m.as_bytes().to_vec())
+            }
+        })
+        .collect()
 }
 
 fn check_path(field: &FieldPath, p: &str) -> Result<Vec<u8>, ConfigError> {

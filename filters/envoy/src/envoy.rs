@@ -231,3 +231,17 @@ pub fn dispatch_http_call(
 pub fn resume_response() {
     let _ = hostcalls::resume_http_response();
 }
+
+/// Sets how often the root context's `on_tick` runs in this worker (0 stops it). Callable from
+/// a stream's callbacks too: Envoy applies it to the stream's root context.
+pub fn set_tick_period_ms(ms: u64) {
+    // Envoy answers Ok to any period.
+    let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
+}
+
+/// Makes the stream `context_id` the one the following host calls act on (from `on_tick`, to
+/// answer a waiting request). False when Envoy no longer knows that stream (BadArgument, the
+/// only other status it answers).
+pub fn set_effective_context(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}

@@ -345,7 +345,7 @@ impl Engine {
                 .breaker_decision()
                 .as_deref()
                 .and_then(BreakerDecision::from_bytes)
-                == Some(BreakerDecision::Rejected)
+                .is_some_and(BreakerDecision::answered_by_breaker)
         {
             Some(Trigger::BreakerOpen)
         } else if rule.on.statuses.contains(status) {

@@ -40,9 +40,6 @@ pub const WORKLOAD_FIELDS: [(&str, &[&str]); 6] = [
     ),
 ];
 
-/// The circuit breaker's decision for a rejected request.
-const REJECTED: &str = BreakerDecision::Rejected.as_str();
-
 /// The longest workload value, correlation or request id logged.
 const MAX_SHORT_VALUE: usize = 256;
 
@@ -144,6 +141,11 @@ fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]>
         .iter()
         .find(|(n, _)| n.as_slice() == name.as_bytes())
         .map(|(_, v)| v.as_slice())
+}
+
+/// The breaker's decision says it answered the request (rejected, or released it).
+fn answered_by_breaker(decision: &[u8]) -> bool {
+    BreakerDecision::from_bytes(decision).is_some_and(BreakerDecision::answered_by_breaker)
 }
 
 /// Whether the request is a gRPC call (its `content-type`, as `breakwater_common::grpc`
@@ -278,7 +280,7 @@ impl Engine {
         let breaker_rejected = exchange
             .breaker
             .as_ref()
-            .is_some_and(|b| b.decision == REJECTED.as_bytes());
+            .is_some_and(|b| answered_by_breaker(&b.decision));
         let fallback_served = exchange
             .fallback
             .as_ref()
@@ -487,7 +489,7 @@ impl Engine {
             r.str("breakwater.breaker.state", lossy(&b.state, 32));
             r.push(
                 "breakwater.breaker_rejected",
-                Value::Bool(b.decision == REJECTED.as_bytes()),
+                Value::Bool(answered_by_breaker(&b.decision)),
             );
         }
         if let Some(f) = &exchange.fallback {
