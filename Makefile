@@ -32,7 +32,7 @@ CLI_SOURCES := $(RUST_SOURCES) $(shell find filters/cli -name '*.rs' -o -name Ca
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/version = |"/, ""); print }' Cargo.lock)
 WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
 
-.PHONY: help build envoy demo run test unit-test wasm-test e2e bench bench-compare lint size clean cli validate oci oci-layouts push schemas bench-tools bench-instructions stress soak fuzz redaction-report
+.PHONY: help build envoy demo run test unit-test wasm-test e2e bench bench-compare lint size clean cli validate oci oci-layouts push schemas bench-tools bench-instructions bench-host-calls stress soak fuzz redaction-report
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
@@ -156,11 +156,24 @@ bench-tools: $(OHA) $(VENV)/.bench-requirements
 	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk valgrind util-linux nghttp2-client nghttp2-server; \
 	    else sudo apt-get update -qq && sudo apt-get install -y -qq wrk valgrind util-linux nghttp2-client nghttp2-server; fi; fi
 
-dist/bench/empty_filter.wasm: bench/empty-filter/src/lib.rs bench/empty-filter/Cargo.toml Cargo.toml Cargo.lock $(TOOLS)/.target-wasm32-wasip1 $(WASM_OPT)
-	cargo build --release --locked --target wasm32-wasip1 -p empty-filter
-	@mkdir -p dist/bench && $(WASM_OPT) $(WASM_OPT_FLAGS) target/wasm32-wasip1/release/empty_filter.wasm -o $@
+# The bench's own filters: bench/empty-filter (does nothing) and bench/floor-filter (makes
+# exactly the host calls its configuration lists).
+BENCH_MODULES = dist/bench/empty_filter.wasm dist/bench/floor_filter.wasm
+dist/bench/%_filter.wasm: bench/%-filter/src/lib.rs bench/%-filter/Cargo.toml Cargo.toml Cargo.lock $(TOOLS)/.target-wasm32-wasip1 $(WASM_OPT)
+	cargo build --release --locked --target wasm32-wasip1 -p $*-filter
+	@mkdir -p dist/bench && $(WASM_OPT) $(WASM_OPT_FLAGS) target/wasm32-wasip1/release/$*_filter.wasm -o $@
 
-bench: build envoy $(CLI) bench-tools dist/bench/empty_filter.wasm ## benchmarks (not part of `make test`; QUICK=1 for a short run): bench/RESULTS.md
+# The filters built with breakwater-envoy's count-host-calls feature (bench/host_calls.py):
+# every host call adds one to a counter. Never shipped; no wasm-opt (counts do not change).
+dist/host-calls/.built: $(RUST_SOURCES) $(TOOLS)/.target-wasm32-wasip1
+	CARGO_TARGET_DIR=target/host-calls cargo build --release --locked --target wasm32-wasip1 \
+	  -p circuit-breaker -p fallback -p log-enrichment --features breakwater-envoy/count-host-calls
+	@mkdir -p $(@D) && for f in $(FILTERS); do cp target/host-calls/wasm32-wasip1/release/$$f.wasm $(@D)/ || exit 1; done && touch $@
+
+bench-host-calls: envoy dist/host-calls/.built ## host calls per request of each filter on each path
+	ENVOY=$(ENVOY_BIN) $(PYTHON) -m bench.host_calls
+
+bench: build envoy $(CLI) bench-tools $(BENCH_MODULES) dist/host-calls/.built ## benchmarks (not part of `make test`; QUICK=1 for a short run): bench/RESULTS.md
 	ENVOY=$(ENVOY_BIN) QUICK=$(QUICK) $(PYTHON) -m bench.run
 
 # The release modules built with another opt-level, each in its own target directory.
@@ -172,7 +185,7 @@ dist/profiles/%/.built: $(RUST_SOURCES) $(TOOLS)/.target-wasm32-wasip1 $(WASM_OP
 	@mkdir -p $(@D) && for f in $(FILTERS); do \
 	  $(WASM_OPT) $(WASM_OPT_FLAGS) target/opt-level-$*/wasm32-wasip1/release/$$f.wasm -o $(@D)/$$f.wasm || exit 1; done && touch $@
 
-bench-compare: envoy $(CLI) bench-tools dist/bench/empty_filter.wasm $(PROFILES:%=dist/profiles/%/.built) ## the modules built with opt-level z, s and 3 (and BASELINE=<dir of .wasm>) side by side: bench/COMPARE.md
+bench-compare: envoy $(CLI) bench-tools $(BENCH_MODULES) $(PROFILES:%=dist/profiles/%/.built) ## the modules built with opt-level z, s and 3 (and BASELINE=<dir of .wasm>) side by side: bench/COMPARE.md
 	ENVOY=$(ENVOY_BIN) $(PYTHON) -m bench.compare $(foreach p,$(PROFILES),--build opt-$(p)=dist/profiles/$(p)) $(if $(BASELINE),--build before=$(BASELINE),)
 
 bench-instructions: ## instructions per request (callgrind) against bench/instructions.json; UPDATE=1 stores new counts

@@ -33,7 +33,7 @@ from bench import load
 from bench.variants import breaker_config, fallback, listener_config
 from tests.harness import Envoy, Upstream
 from tests.harness.config import dist_module, static_cluster, wasm_filter
-from tests.harness.contract import access_log_field
+from tests.harness.contract import access_log_field, split_parts
 from tests.harness.envoy import EnvoyError, interrupt_on_signals
 
 RATE = 100  # requests per second, well below every knee
@@ -48,8 +48,7 @@ UPSTREAM_BODY = '["rec-1","rec-2","rec-3"]'
 ACCESS_LOG = {
     "start": "%START_TIME(%s.%3f)%", "duration_ms": "%DURATION%", "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%", "details": "%RESPONSE_CODE_DETAILS%", "upstream": "%UPSTREAM_HOST%",
-    "decision": access_log_field("decision"), "state": access_log_field("state"),
-    "served": access_log_field("fallback_served"),
+    "circuit_breaker": access_log_field("circuit_breaker"), "served": access_log_field("fallback_served"),
 }  # fmt: skip
 
 # Envoy's native passive health check on the one-host upstream cluster. In the default mode
@@ -228,10 +227,14 @@ def run(tmp: Path, quick: bool, short: bool = False) -> dict:
             "release_in_flight_supported": release_supported(),
             "scenarios": {},
         }  # fmt: skip
+        hang_after = hang_after_ms()
+        hang_after_s = hang_after / 1000 if hang_after is not None else None
         for i, name in enumerate(variants):
             requests = load.oha_requests(dbs[name])
-            entries = [json.loads(line) for line in (tmp / f"outage-{i}.log").read_text().splitlines() if line.strip()]
-            summary = summarize(requests, entries, hang_at, heal_at, healed > 0, counts_at_heal[name] - counts_at_hang[name])
+            lines = (tmp / f"outage-{i}.log").read_text().splitlines()
+            entries = [split_parts(json.loads(line)) for line in lines if line.strip()]  # decision, state
+            summary = summarize(requests, entries, hang_at, heal_at, healed > 0, counts_at_heal[name] - counts_at_hang[name],
+                                hang_after_s)
             if name in ejections:
                 summary["outlier_ejections"] = sum(ejections[name].values())
             out["scenarios"][name] = summary
@@ -250,7 +253,8 @@ def upstream_2xx(entry: dict) -> bool:
             and (absent(entry["served"]) or entry["served"] == "none"))  # fmt: skip
 
 
-def summarize(requests, entries, hang_at: float | None, heal_at: float, healed: bool, upstream_during_hang: int) -> dict:
+def summarize(requests, entries, hang_at: float | None, heal_at: float, healed: bool, upstream_during_hang: int,
+              hang_after_s: float | None = None) -> dict:
     """Client-side figures for the hanging period, and the proxy's timeline. `hang_at` None: the
     upstream hung from the first request on."""
     if hang_at is None:
@@ -272,6 +276,12 @@ def summarize(requests, entries, hang_at: float | None, heal_at: float, healed: 
         "upstream_requests_during_hang": upstream_during_hang,
         "timeline": timeline(requests, hang_rel),
     }
+    if hang_after_s is not None:
+        # Requests that reached the upstream before the first of them could have been waiting for
+        # hang_after: no detector that waits hang_after can keep these away, so this is the floor
+        # of "reached the hanging upstream" for every variant with that hang_after.
+        summary["upstream_requests_before_hang_after"] = sum(
+            1 for e in entries if hang_at <= float(e["start"]) < hang_at + hang_after_s and not absent(e["upstream"]))
     if healed:
         # The first answer from the healed upstream that reached a client (a breaker's probe
         # counts; a stale copy the fallback served does not).

@@ -67,6 +67,83 @@ def goals(results: dict) -> list[dict]:
     return out
 
 
+# Issue 15's goals: (figure, a, b, metric, goal). Throughput ratios a/b (for p99, the p99 ratio);
+# the CPU column gives the same ratio from Envoy's CPU per request (b's over a's).
+FLOOR_GOALS = [
+    ("breaker / its floor", "breaker", "floor-breaker", "tput", 0.95),
+    ("breaker / empty filter", "breaker", "empty-wasm", "tput", 0.90),
+    ("fallback / empty filter", "fallback", "empty-wasm", "tput", 0.97),
+    ("log enrichment / its floor", "log", "floor-log", "tput", 0.95),
+    ("log enrichment / empty filter", "log", "empty-wasm", "tput", 0.80),
+    ("full chain / bare Envoy", "chain", "bare", "tput", 0.55),
+    ("full chain / the same chain in Lua", "chain", "lua-chain", "tput", 1.5),
+    ("open breaker p99 / Envoy `direct_response` p99", "breaker-open", "direct-response", "p99", 1.10),
+]
+# Context: what the host calls alone cost.
+FLOOR_CONTEXT = [("floor-breaker", "empty-wasm"), ("floor-fallback", "empty-wasm"), ("floor-log", "empty-wasm"),
+                 ("fallback", "floor-fallback"),
+                 ("floor-chain", "bare"), ("chain", "floor-chain")]  # fmt: skip
+
+
+def cpu_ratios(results: dict, a: str, b: str) -> list[float]:
+    """b's Envoy CPU per request over a's, within each round: a throughput-like ratio."""
+    va, vb = results["variants"][a]["envoy_cpu_us_per_request"], results["variants"][b]["envoy_cpu_us_per_request"]
+    return [y / x for x, y in zip(va, vb) if x]
+
+
+def floor_section(results: dict) -> list[str]:
+    variants = results["variants"]
+    if "floor-breaker" not in variants:  # results.json from before the floors has none
+        return []
+    lines = [
+        "",
+        "## Against the floor (issue 15's goals)",
+        "",
+        "A floor is bench/floor-filter making exactly the host calls the filter makes on the measured path (see *Host "
+        "calls per request*), and nothing else. *Met* is judged on the throughput ratio; the CPU ratio (the other "
+        "filter's Envoy CPU per request over this one's) is the second method.",
+        "",
+        "| figure | throughput ratio | CPU ratio | goal | met |",
+        "|---|---|---|---|---|",
+    ]
+    for figure, a, b, metric, goal in FLOOR_GOALS:
+        if a not in variants or b not in variants:
+            continue
+        if metric == "p99":
+            r = ratios(results, a, b, p99)
+            lines.append(f"| {figure} | {span(r, '{:.3f}')} (p99) | — | ≤ {goal} | {'yes' if med(r) <= goal else '**no**'} |")
+            continue
+        r = ratios(results, a, b, tput)
+        lines.append(f"| {figure} | {span(r, '{:.3f}')} | {span(cpu_ratios(results, a, b), '{:.3f}')} | ≥ {goal} "
+                     f"| {'yes' if med(r) >= goal else '**no**'} |")  # fmt: skip
+    lines += ["", "| context | throughput ratio | CPU ratio |", "|---|---|---|"]
+    for a, b in FLOOR_CONTEXT:
+        if a in variants and b in variants:
+            lines.append(f"| {a} / {b} | {span(ratios(results, a, b, tput), '{:.3f}')} "
+                         f"| {span(cpu_ratios(results, a, b), '{:.3f}')} |")  # fmt: skip
+    return lines
+
+
+def host_calls_section(results: dict) -> list[str]:
+    rows = results.get("host_calls")
+    if not rows:
+        return []
+    from bench.host_calls import table
+    from bench.variants import FLOORS, floor_call_count
+
+    lines = ["", "## Host calls per request", "",
+             "Counted by the filters themselves (bench/host_calls.py: the modules built with breakwater-envoy's "
+             "`count-host-calls` feature), sequential requests on one worker.", "", *table(rows), ""]  # fmt: skip
+    measured = {(r["filter"], r["path"]): r["host_calls"] for r in rows}
+    for variant, (_, filter_name, path, calls) in FLOORS.items():
+        made = sum(floor_call_count(c) for c in calls)
+        counted = measured.get((filter_name, path))
+        same = counted is not None and abs(counted - made) < 0.5
+        lines.append(f"- *{variant}* makes {made} host calls per request; {filter_name} ({path}) made "
+                     f"{fmt_opt(counted, '{:g}')}{'' if same else ' — **the floor does not match the filter**'}.")
+    return lines
+
+
 def markdown(results: dict) -> str:
     m, method, variants = results["machine"], results["method"], results["variants"]
     lines = [
@@ -110,6 +187,8 @@ def markdown(results: dict) -> str:
         cpu = [x - y for x, y in zip(variants[a]["envoy_cpu_us_per_request"], variants[b]["envoy_cpu_us_per_request"])]
         lines.append(f"| {a} | {b} | {span(ratios(results, a, b, tput), '{:.3f}')} | {span(cpu, '{:+.1f}')} "
                      f"| {span(ratios(results, a, b, p99), '{:.3f}')} |")  # fmt: skip
+    lines += floor_section(results)
+    lines += host_calls_section(results)
     lines += outage_section(results)
     if "outage_short" in results:  # results.json from before the short scenario ran in `make bench` has none
         lines += outage_section(results, "outage_short")
@@ -222,6 +301,13 @@ def short_goals(o: dict) -> str:
         limit = native[best] / 4
         upstream = (f"reached the hanging upstream: {reached}, goal ≤ a quarter of the best native variant "
                     f"({best}: {native[best]}), {limit:g}: {verdict(reached <= limit)}")  # fmt: skip
+        floor = r.get("upstream_requests_before_hang_after")
+        if floor is not None:
+            # Sent before any request could have waited hang_after: nothing that waits hang_after
+            # to call a request hung can keep these away, so a goal below this is out of reach.
+            upstream += (f" ({floor} of them were sent in the first {hang_after:.0f} ms of the hang, before any request "
+                         f"could be recognised as hung: the floor for every variant with this hang_after"
+                         + (f", above the goal" if floor > limit else "") + ")")  # fmt: skip
     else:
         upstream = "reached the hanging upstream: no outlier detection variant to compare with"
     return f"**The issue's goals, with release** (*{RELEASE_VARIANT}*): {waited}; {p99_}; {upstream}."
@@ -278,7 +364,7 @@ def plots(results: dict, out: Path) -> None:
     out.mkdir(exist_ok=True)
     variants = results["variants"]
     names = list(variants)
-    colors = {"baseline": "#888888", "breakwater": "#1f6feb", "lua": "#d29922", "native": "#2da44e"}
+    colors = {"baseline": "#888888", "breakwater": "#1f6feb", "lua": "#d29922", "native": "#2da44e", "floor": "#bbbbbb"}
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     rel = [ratios(results, n, "bare", tput) for n in names]

@@ -1,6 +1,7 @@
-"""`make bench`: every variant side by side, the outage scenario and its short version (40 GETs/s
-for 12 s, the upstream hanging throughout), gRPC unary calls
-(bench/grpc_unary.py), instruction counts; writes bench/results.json, bench/RESULTS.md and
+"""`make bench`: every variant side by side (with the floors: only the host calls a filter
+makes), the outage scenario and its short version (40 GETs/s for 12 s, the upstream hanging
+throughout), gRPC unary calls (bench/grpc_unary.py), host calls per request
+(bench/host_calls.py), instruction counts; writes bench/results.json, bench/RESULTS.md and
 bench/plots/*.svg. `QUICK=1` for a short run.
 
 Method (bench/README.md has the details): Envoy under test runs with `--concurrency 1`
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import grpc_unary, load, outage, report
+from bench import grpc_unary, host_calls, load, outage, report
 from bench.variants import VARIANTS, Variant, upstream_config, variant_config
 from tests.harness import Envoy, request
 from tests.harness.envoy import interrupt_on_signals
@@ -72,6 +73,9 @@ def work_done(variant: Variant, envoy: Envoy, completed: int) -> dict:
         "chain": ("breakwater.log.records", completed),
         "breaker-open": ("breakwater.circuit_breaker.recommendations.rejected", completed),
         "fallback-static": ("breakwater.fallback.recommendations.served.static", completed),
+        "floor-breaker": ("breakwater.floor.calls", completed),
+        "floor-log": ("breakwater.floor.records", completed),
+        "floor-chain": ("breakwater.floor.records", completed),
     }
     if variant.name not in counters:
         return {}
@@ -161,7 +165,9 @@ def main() -> int:
     outages_short = outage.run(short_tmp, quick=QUICK, short=True)
     print(f"short outage done ({time.monotonic() - started:.0f} s); gRPC unary…", flush=True)
     grpc = grpc_unary.run(quick=QUICK)
-    print(f"gRPC done ({time.monotonic() - started:.0f} s); instruction counts…", flush=True)
+    print(f"gRPC done ({time.monotonic() - started:.0f} s); host calls…", flush=True)
+    calls = host_calls.run()
+    print(f"host calls done ({time.monotonic() - started:.0f} s); instruction counts…", flush=True)
     instructions = subprocess.run([sys.executable, "-m", "bench.instructions", "--json"], capture_output=True, text=True, cwd=REPO_ROOT)
     results = {
         "machine": info,
@@ -180,6 +186,7 @@ def main() -> int:
         "outage": outages,
         "outage_short": outages_short,
         "grpc": grpc,
+        "host_calls": calls,
         "instructions": json.loads(instructions.stdout) if instructions.returncode in (0, 1) and instructions.stdout else
                         {"error": instructions.stderr[-2000:]},
         "duration_seconds": round(time.monotonic() - started),

@@ -20,6 +20,7 @@ from tests.harness.contract import access_log_field
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMPTY_FILTER = REPO_ROOT / "dist" / "bench" / "empty_filter.wasm"
+FLOOR_FILTER = REPO_ROOT / "dist" / "bench" / "floor_filter.wasm"
 
 TYPICAL_PATH = "/api/v1/recommendations/12345?page=2&sort=desc"
 PII_PATH = "/customers/ola.nordmann%40example.no/recommendations?fnr=01010012356&token=s3cret&page=2"
@@ -132,6 +133,78 @@ def empty_filter() -> dict:
     return wasm_filter("empty", str(EMPTY_FILTER), "")
 
 
+# The floors: bench/floor-filter making exactly the host calls a breakwater filter makes on the
+# measured path, at the same callbacks, and nothing else (bench/host_calls.py counts the filters'
+# calls in the same run; the report checks that each floor makes as many). A filter's ratio to
+# its floor is what its own Rust costs on top of the host calls it makes.
+BREAKER_KEY = "floor.breaker_state"
+
+
+def filter_state(key: str, value: str) -> dict:
+    return {"filter_state": {"key": key, "bytes": len(value)}}
+
+
+def breaker_floor_calls() -> dict:
+    """The breaker, closed, healthy (istio/base: path matcher, hang_after and release)."""
+    return {
+        "request_headers": [
+            {"request_header": ":path"}, {"request_header": ":method"}, "time", {"shared_get": BREAKER_KEY},
+            filter_state("breakwater.circuit_breaker", "passed,closed,recommendations"),
+        ],
+        "response_headers": [{"response_header": ":status"}, "time"],
+        "log": [{"property": ["response", "flags"]}, "time", {"metric": "breakwater.floor.calls"}, {"shared_set": BREAKER_KEY},
+                filter_state("breakwater.circuit_breaker.outcome", "success")],
+    }  # fmt: skip
+
+
+def fallback_floor_calls() -> dict:
+    """The fallback, rule matching (GET), stale source, a fresh copy already kept."""
+    return {
+        "request_headers": [{"request_header": h} for h in (":path", ":method", ":authority", "authorization", "cookie")],
+        "response_headers": [{"response_header": ":status"}, {"property": ["response", "flags"]}, "time"],
+    }
+
+
+LOG_PROPERTIES = [["request", "time"], ["request", "protocol"], ["response", "code"], ["response", "flags"],
+                  ["response", "code_details"], ["request", "duration"], ["request", "size"], ["response", "size"],
+                  ["upstream", "address"], ["xds", "cluster_name"], ["xds", "route_name"], ["source", "address"],
+                  ["breakwater.circuit_breaker"], ["breakwater.fallback.served"]]  # fmt: skip
+# The record of the `log` variant's request (the chain's has the breaker's and fallback's fields).
+RECORD_BYTES = {"log": 1021, "chain": 1176}
+
+
+def log_floor_calls(record_bytes: int = RECORD_BYTES["log"]) -> dict:
+    """Log enrichment, every record kept, a correlation id generated."""
+    properties = LOG_PROPERTIES
+    return {
+        "request_headers": [{"request_header": "x-correlation-id"}, "random", {"set_request_header": "x-correlation-id"},
+                            {"metric": "breakwater.floor.generated"}],
+        "log": [*({"property": p} for p in properties), {"header_map": "request"}, {"header_map": "response"},
+                {"metric": "breakwater.floor.records"}, {"metric": "breakwater.floor.redactions"},
+                {"filter_state": {"key": "breakwater_log", "bytes": record_bytes}}],
+    }  # fmt: skip
+
+
+def floor(calls: dict) -> dict:
+    if not FLOOR_FILTER.exists():
+        raise FileNotFoundError(f"{FLOOR_FILTER} is missing: make bench builds it")
+    return wasm_filter("floor", str(FLOOR_FILTER), calls)
+
+
+def floor_call_count(calls: dict) -> int:
+    return sum(len(calls.get(phase, [])) for phase in ("request_headers", "response_headers", "log"))
+
+
+# Which floor stands for which filter, and the path of bench/host_calls.py it mirrors.
+FLOORS = {
+    "floor-breaker": ("breaker", "breaker", "healthy", [breaker_floor_calls()]),
+    "floor-fallback": ("fallback", "fallback", "healthy (stale source keeps the response)", [fallback_floor_calls()]),
+    "floor-log": ("log", "log", "typical (every record kept)", [log_floor_calls()]),
+    "floor-chain": ("chain", "chain", "healthy (log → fallback → breaker)",
+                    [log_floor_calls(RECORD_BYTES["chain"]), fallback_floor_calls(), breaker_floor_calls()]),
+}  # fmt: skip
+
+
 def lua(name: str) -> dict:
     from bench.lua_filters import lua_filter
 
@@ -188,6 +261,14 @@ class Variant:
 VARIANTS = [
     Variant("bare", "baseline", "Envoy, no filter"),
     Variant("empty-wasm", "baseline", "an empty Rust proxy-wasm filter (SDK 0.2.5, pass-through)", lambda: [empty_filter()]),
+    Variant("floor-breaker", "floor", "only the breaker's host calls (healthy)",
+            lambda: [floor(c) for c in FLOORS["floor-breaker"][3]]),
+    Variant("floor-fallback", "floor", "only the fallback's host calls (healthy)",
+            lambda: [floor(c) for c in FLOORS["floor-fallback"][3]]),
+    Variant("floor-log", "floor", "only log enrichment's host calls (typical record)",
+            lambda: [floor(c) for c in FLOORS["floor-log"][3]], record_log),
+    Variant("floor-chain", "floor", "only the chain's host calls, as three filters",
+            lambda: [floor(c) for c in FLOORS["floor-chain"][3]], record_log),
     Variant("breaker", "breakwater", "circuit breaker, closed and matching", lambda: [breaker()]),
     Variant("fallback", "breakwater", "fallback, rule matching, stale source storing", lambda: [fallback()]),
     Variant("log", "breakwater", "log enrichment, all detectors, no PII in the request, record access log",

@@ -38,7 +38,7 @@
 -- * The decision goes to dynamic metadata, not filter state: namespace `breakwater`, key
 --   `circuit_breaker`, a struct {breaker, decision, state, epoch, arrived[, outcome]}; an access
 --   log reads `%DYNAMIC_METADATA(breakwater:circuit_breaker:decision)%` where the Wasm filter's
---   is `%FILTER_STATE(wasm.breakwater.circuit_breaker.decision:PLAIN)%`. `epoch` and `arrived`
+--   is `%FILTER_STATE(wasm.breakwater.circuit_breaker:PLAIN)%`. `epoch` and `arrived`
 --   carry the admission from the request to the response coroutine (the Wasm filter keeps them
 --   in its stream context; Lua's two coroutines share only the stream's metadata).
 -- * Stats use Envoy 1.40's Lua stats API (handle:stats()), named

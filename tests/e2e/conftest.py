@@ -13,9 +13,10 @@ from tests.harness.contract import access_log_field
 from tests.harness.envoy import assert_no_wasm_failure
 
 # Every access-log line carries the filters' filter state (Envoy prints "-" when unset), each
-# field named as in the filter-state contract (`breakwater contract`).
-_STATE_FIELDS = ("breaker", "decision", "state", "outcome", "fallback_rule", "fallback_trigger",
-                 "fallback_served", "fallback_cache")
+# field named as in the filter-state contract (`breakwater contract`); the parser adds the parts
+# of `circuit_breaker` (`decision`, `state`, `breaker`).
+_STATE_FIELDS = ("circuit_breaker", "outcome", "fallback_rule", "fallback_trigger", "fallback_served",
+                 "fallback_cache")
 ACCESS_LOG_FORMAT = (
     "path=%REQ(:PATH)% authority=%REQ(:AUTHORITY)% status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% "
     + " ".join(f"{name}={access_log_field(name)}" for name in _STATE_FIELDS)

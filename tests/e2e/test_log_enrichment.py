@@ -370,6 +370,39 @@ def test_sampling_at_zero_still_keeps_5xx_and_dropped_requests_keep_correlation(
     assert envoy.stat(f"{STAT}.sampled_out") == 10 and envoy.stat(f"{STAT}.records") == 5
 
 
+def test_outside_the_rate_each_class_still_keeps_what_it_names(log_envoy, upstream):
+    # At rate 0 the filter reads only what the always_keep classes need at the end of a request
+    # (the short path); each class must still find its requests, with whole records.
+    envoy = log_envoy(
+        {**EXAMPLE, "sampling": {"rate": 0.0, "always_keep": ["fallback", "breaker_rejected", "slow"], "slow": "300ms"}},
+        after=[
+            fallback_filter([{"name": "popular", "match": {"path_prefix": "/fb"},
+                              "serve": [{"static": {"status": 200, "body": "popular"}}]}]),
+            breaker_filter([{"name": "recs", "match": {"path_prefix": "/br"}, "trip": {"consecutive_failures": 2},
+                             "open": {"duration": "30s"}}]),
+        ],
+    )  # fmt: skip
+    dropped = [request(envoy.url("/plain"), headers={"x-correlation-id": f"d{i}"}) for i in range(3)]
+    upstream.set_mode("status", code=503)
+    served = request(envoy.url("/fb/1"), headers={"x-correlation-id": "served"})
+    failed = [request(envoy.url("/br"), headers={"x-correlation-id": f"f{i}"}) for i in range(2)]
+    rejected = request(envoy.url("/br"), headers={"x-correlation-id": "rejected"})
+    upstream.set_mode("delay", ms=400)
+    slow = request(envoy.url("/slow"), headers={"x-correlation-id": "slow"})
+    assert [r.status for r in dropped] == [200] * 3 and [r.status for r in failed] == [503, 503]
+    assert (served.status, served.text, rejected.status, slow.status) == (200, "popular", 503, 200)
+    records = by_correlation_id(wait_for_records(envoy.records, 3))
+    assert set(records) == {"served", "rejected", "slow"}, sorted(records)
+    assert records["served"]["breakwater.sampling"] == "kept:fallback"
+    assert records["served"]["breakwater.fallback.rule"] == "popular", "a kept record is whole"
+    assert records["rejected"]["breakwater.sampling"] == "kept:breaker_rejected"
+    assert (records["rejected"]["breakwater.breaker.name"], records["rejected"]["breakwater.breaker.state"]) == (
+        "recs", "open")  # fmt: skip
+    assert records["slow"]["breakwater.sampling"] == "kept:slow"
+    assert records["slow"]["url.path"] == "/slow"
+    assert envoy.stat(f"{STAT}.sampled_out") == 5 and envoy.stat(f"{STAT}.records") == 3
+
+
 def test_sampling_is_consistent_across_proxies_on_the_path(upstream, tmp_path):
     """Two Envoys in a row, each sampling at 0.5: both keep exactly the same requests."""
     configuration = {"sampling": {"rate": 0.5, "always_keep": []}}

@@ -31,6 +31,23 @@ def values(name: str) -> list[str]:
     return contract()["keys"][key(name)]["values"]
 
 
+def split_parts(entry: dict) -> dict:
+    """Adds the parts of every field named after a key made of parts (`circuit_breaker` →
+    `decision`, `state`, `breaker`). Unset, Envoy prints "-" in a text format and null in a
+    JSON one: each part is then the same."""
+    for spec in contract()["keys"].values():
+        names = [part["name"] for part in spec.get("parts", [])]
+        if not names or spec["name"] not in entry:
+            continue
+        value = entry[spec["name"]]
+        if value is None or value == "-":
+            values = [value] * len(names)
+        else:
+            values = value.split(",", len(names) - 1)
+        entry.update(zip(names, values + [""] * (len(names) - len(values))))
+    return entry
+
+
 def access_log_field(name: str) -> str:
     """`%FILTER_STATE(wasm.<key>:PLAIN)%` for the key with this short name."""
     return f"%FILTER_STATE(wasm.{key(name)}:PLAIN)%"

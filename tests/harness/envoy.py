@@ -314,8 +314,11 @@ _FIELD = re.compile(r"(\w+)=(\S*)")
 
 
 def parse_access_log_line(line: str) -> dict[str, str]:
-    """Parse a key=value access-log line (see config.DEFAULT_ACCESS_LOG_FORMAT)."""
-    return dict(_FIELD.findall(line))
+    """Parse a key=value access-log line (see config.DEFAULT_ACCESS_LOG_FORMAT); a field of a
+    filter-state key made of parts also gives each part (contract.split_parts)."""
+    from .contract import split_parts
+
+    return split_parts(dict(_FIELD.findall(line)))
 
 
 def read_access_log(path: str | Path) -> list[dict[str, str]]:

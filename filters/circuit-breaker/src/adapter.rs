@@ -2,18 +2,21 @@
 //! decisions into host calls. No policy lives here.
 //!
 //! Host calls per request: a matched, closed breaker reads what its match and split need,
-//! reads and (when it changes) writes the shared state, reads `content-type` (is it a gRPC
-//! call?), writes three filter-state values, reads `:status` at response headers (and a gRPC
-//! call's `grpc-status`, there or in the trailers) and `response.flags` at the end, then writes
-//! the outcome. A rejection writes three values, reads `content-type` and sends the reply. The
-//! SDK's other callbacks (body chunks) return at once. Watching a call (`hang_after`, release)
-//! costs no host call, except switching the worker's tick on for the first one; while it runs
-//! (every [`TICK_MS`], only while calls are watched) the tick reads the shared state of each key
-//! with calls due for release, and answers those calls on their own streams.
+//! reads the shared state, reads `content-type` (is it a gRPC call? not when the method is
+//! known and not POST), writes one filter-state value, reads `:status` at response headers (and
+//! a gRPC call's `grpc-status`, there or in the trailers), the clock there and at the end, and
+//! at the end `response.flags`, then writes the outcome to the shared state (without reading it
+//! again when no other call wrote it since this one's admission) and to filter state. A
+//! rejection writes one value, reads `content-type` and sends the reply. The SDK's other
+//! callbacks (body chunks) return at once. Watching a call (`hang_after`, release) costs no
+//! host call, except switching the worker's tick on for the first one; while it runs (every
+//! [`TICK_MS`], only while calls are watched) the tick reads the shared state of each key with
+//! calls due for release, and answers those calls on their own streams. `make bench` counts
+//! these calls per path (bench/host_calls.py).
 
 use crate::config::BreakerConfig;
 use crate::engine::{Engine, RequestVerdict, Ticket, WorkerState};
-use breakwater_common::filter_state::{breaker as keys, BreakerDecision};
+use breakwater_common::filter_state::{breaker as keys, BreakerCall, BreakerDecision};
 use breakwater_common::flags::decode_flags;
 use breakwater_common::grpc;
 use breakwater_envoy::{self as envoy, shim, Envoy};
@@ -157,9 +160,10 @@ fn send_reply(
 }
 
 fn write_decision(name: &str, decision: BreakerDecision, state: &str) {
-    envoy::set_filter_state(keys::NAME, name.as_bytes());
-    envoy::set_filter_state(keys::DECISION, decision.as_str().as_bytes());
-    envoy::set_filter_state(keys::STATE, state.as_bytes());
+    envoy::set_filter_state(
+        keys::CALL,
+        BreakerCall::encode(decision, state, name).as_bytes(),
+    );
 }
 
 impl Context for BreakerStream {}
@@ -180,7 +184,7 @@ impl HttpContext for BreakerStream {
                     ticket.decision,
                     ticket.state,
                 );
-                if ticket.is_accounted() && is_grpc_call() {
+                if ticket.is_accounted() && ticket.may_be_grpc() && is_grpc_call() {
                     ticket.set_grpc();
                 }
                 if ticket.is_watched() {
@@ -199,7 +203,8 @@ impl HttpContext for BreakerStream {
                     BreakerDecision::Rejected,
                     rejection.state,
                 );
-                if send_reply(engine, &rejection, is_grpc_call(), REJECTED_DETAILS) {
+                let grpc = rejection.may_be_grpc && is_grpc_call();
+                if send_reply(engine, &rejection, grpc, REJECTED_DETAILS) {
                     Action::Pause
                 } else {
                     // The reply could not be sent: serving the request beats hanging it.

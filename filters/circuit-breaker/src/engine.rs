@@ -11,7 +11,7 @@ use breakwater_common::host::bump;
 pub use breakwater_common::host::{Host, Level, MetricId, MetricKind};
 use breakwater_common::request::{Attribute, AttributeSource, RequestAttributes};
 use breakwater_common::rng::Rng;
-use breakwater_common::shared::{cas_update, Update};
+use breakwater_common::shared::{cas_update, cas_update_remembering, Snapshot, Speculate, Update};
 use std::borrow::Cow;
 
 /// How many times a shared-state update is retried when other workers keep winning the race.
@@ -53,6 +53,9 @@ pub struct Ticket {
     counted_as_hung: bool,
     /// A gRPC call, and the status it ended with.
     grpc: Grpc,
+    /// False when the request is known not to be a gRPC call
+    /// ([`RequestAttributes::may_be_grpc`]).
+    may_be_grpc: bool,
     pub arrived_ms: u64,
     pub decision: Decision,
     /// The breaker's state when the decision was taken, or the mode when it overrides it.
@@ -66,6 +69,9 @@ pub struct Rejection {
     /// When a call may be admitted (as a probe) at the earliest; `None` when forced open.
     retry_after_ms: Option<u64>,
     pub state: &'static str,
+    /// False when the request is known not to be a gRPC call
+    /// ([`RequestAttributes::may_be_grpc`]).
+    pub may_be_grpc: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +116,9 @@ pub struct WorkerState {
     next_pending: u64,
     /// The adapter's tick is on (it is switched on when a call is watched, off when none is).
     pub ticking: bool,
+    /// The last shared state this worker read (admissions read it; the outcome that follows
+    /// writes it back without reading it again when nobody wrote since).
+    snapshot: Snapshot,
 }
 
 /// A call in flight, as hang detection and release see it.
@@ -164,6 +173,7 @@ impl WorkerState {
             pending: Vec::new(),
             next_pending: 0,
             ticking: false,
+            snapshot: Snapshot::default(),
         }
     }
 
@@ -435,6 +445,7 @@ impl Engine {
             pending: None,
             counted_as_hung: false,
             grpc: Grpc::NotGrpc,
+            may_be_grpc: true,
             arrived_ms: now,
             decision,
             state,
@@ -452,6 +463,7 @@ impl Engine {
                     breaker: index,
                     retry_after_ms: None,
                     state: StateName::ForcedOpen.as_str(),
+                    may_be_grpc: attrs.may_be_grpc(),
                 });
             }
             Mode::Enforce | Mode::DryRun => {}
@@ -461,32 +473,38 @@ impl Engine {
         let spec = &b.spec;
         if let Some(hang_after_ms) = spec.failure.hang_after_ms {
             // Before admitting: calls that hung may already have opened the breaker.
-            self.count_hung_calls(host, worker, index, b, hang_after_ms);
+            self.count_hung_calls(host, worker, index, b, hang_after_ms, now);
         }
-        let updated = cas_update(host, &shared_key, CAS_ATTEMPTS, |bytes| {
-            // Hot paths: a closed breaker admits, and an open one rejects, without decoding
-            // its window.
-            if let Some(epoch) = bytes.and_then(BreakerState::closed_epoch) {
-                return Update::Keep((policy::Admitted::pass(epoch), Phase::Closed));
-            }
-            // The clock is read after the state, so it is never older than another worker's
-            // stamp in it by more than scheduling noise.
-            let now = host.now_ms();
-            let open = bytes.and_then(BreakerState::open_times);
-            if let Some(rejected) =
-                open.and_then(|(since, until)| policy::still_open(since, until, now))
-            {
-                return Update::Keep((rejected, Phase::Open));
-            }
-            let mut state = BreakerState::load(bytes, spec.trip.window);
-            let admitted = policy::admit(spec, &mut state, now);
-            let result = (admitted.clone(), state.phase);
-            if admitted.changed {
-                Update::Write(state.encode(), result)
-            } else {
-                Update::Keep(result)
-            }
-        });
+        // `now` was read just before the state: older than a stamp another worker wrote in
+        // between by microseconds at most, which the policy tolerates (a clock may step back).
+        let updated = cas_update_remembering(
+            host,
+            &shared_key,
+            &mut worker.snapshot,
+            Speculate::No, // an admission usually keeps the state: it reads anyway
+            CAS_ATTEMPTS,
+            |bytes| {
+                // Hot paths: a closed breaker admits, and an open one rejects, without decoding
+                // its window.
+                if let Some(epoch) = bytes.and_then(BreakerState::closed_epoch) {
+                    return Update::Keep((policy::Admitted::pass(epoch), Phase::Closed));
+                }
+                let open = bytes.and_then(BreakerState::open_times);
+                if let Some(rejected) =
+                    open.and_then(|(since, until)| policy::still_open(since, until, now))
+                {
+                    return Update::Keep((rejected, Phase::Open));
+                }
+                let mut state = BreakerState::load(bytes, spec.trip.window);
+                let admitted = policy::admit(spec, &mut state, now);
+                let result = (admitted.clone(), state.phase);
+                if admitted.changed {
+                    Update::Write(state.encode(), result)
+                } else {
+                    Update::Keep(result)
+                }
+            },
+        );
         let (admitted, phase) = match updated {
             Ok(((admitted, phase), _)) => (admitted, phase),
             Err(err) => {
@@ -521,6 +539,7 @@ impl Engine {
             pending: None,
             counted_as_hung: false,
             grpc: Grpc::NotGrpc,
+            may_be_grpc: true,
             arrived_ms: now,
             decision,
             state,
@@ -547,12 +566,14 @@ impl Engine {
             Admission::Pass { epoch } => {
                 let mut passed = ticket(epoch, false, true, Decision::Passed, phase.as_str());
                 watch(&mut passed, false, &mut attrs);
+                passed.may_be_grpc = attrs.may_be_grpc();
                 RequestVerdict::Admitted(passed)
             }
             Admission::Probe { epoch } => {
                 bump(host, b.metrics.probes);
                 let mut probe = ticket(epoch, true, true, Decision::Probe, phase.as_str());
                 watch(&mut probe, true, &mut attrs);
+                probe.may_be_grpc = attrs.may_be_grpc();
                 RequestVerdict::Admitted(probe)
             }
             Admission::Reject { retry_after_ms } => {
@@ -571,6 +592,7 @@ impl Engine {
                         breaker: index,
                         retry_after_ms: Some(retry_after_ms),
                         state: phase.as_str(),
+                        may_be_grpc: attrs.may_be_grpc(),
                     })
                 }
             }
@@ -621,24 +643,31 @@ impl Engine {
         bump(host, counter);
         let jitter = worker.rng.symmetric_unit();
         let spec = &b.spec;
-        let updated = cas_update(host, &b.key(ticket.key), CAS_ATTEMPTS, |bytes| {
-            let now = host.now_ms();
-            let mut state = BreakerState::load(bytes, spec.trip.window);
-            let recorded = policy::record(
-                spec,
-                &mut state,
-                ticket.epoch,
-                ticket.probe,
-                outcome,
-                now,
-                jitter,
-            );
-            if recorded.changed {
-                Update::Write(state.encode(), recorded)
-            } else {
-                Update::Keep(recorded)
-            }
-        });
+        // One clock read serves the latency and the record (see `on_request` on its age).
+        let updated = cas_update_remembering(
+            host,
+            &b.key(ticket.key),
+            &mut worker.snapshot,
+            Speculate::Yes,
+            CAS_ATTEMPTS,
+            |bytes| {
+                let mut state = BreakerState::load(bytes, spec.trip.window);
+                let recorded = policy::record(
+                    spec,
+                    &mut state,
+                    ticket.epoch,
+                    ticket.probe,
+                    outcome,
+                    now,
+                    jitter,
+                );
+                if recorded.changed {
+                    Update::Write(state.encode(), recorded)
+                } else {
+                    Update::Keep(recorded)
+                }
+            },
+        );
         match updated {
             Ok((recorded, _)) => {
                 if let Some(t) = &recorded.transition {
@@ -666,8 +695,8 @@ impl Engine {
         index: usize,
         b: &Breaker,
         hang_after_ms: u64,
+        now: u64,
     ) {
-        let now = host.now_ms();
         let mut hung: Vec<(StateKey, u32, bool)> = Vec::new();
         for p in worker.pending.iter_mut() {
             if p.breaker == index && !p.counted && now.saturating_sub(p.arrived_ms) > hang_after_ms
@@ -699,24 +728,30 @@ impl Engine {
             }
         }
         for key in keys {
-            let updated = cas_update(host, &b.key(key), CAS_ATTEMPTS, |bytes| {
-                let now = host.now_ms();
-                let mut state = BreakerState::load(bytes, spec.trip.window);
-                let mut changed = false;
-                let mut transition = None;
-                // A hung probe fails its half-open round: the key re-opens.
-                for (_, epoch, probe) in hung.iter().filter(|(k, _, _)| *k == key) {
-                    let recorded =
-                        policy::record(spec, &mut state, *epoch, *probe, failure, now, jitter);
-                    changed |= recorded.changed;
-                    transition = transition.or(recorded.transition);
-                }
-                if changed {
-                    Update::Write(state.encode(), transition)
-                } else {
-                    Update::Keep(transition)
-                }
-            });
+            let updated = cas_update_remembering(
+                host,
+                &b.key(key),
+                &mut worker.snapshot,
+                Speculate::Yes,
+                CAS_ATTEMPTS,
+                |bytes| {
+                    let mut state = BreakerState::load(bytes, spec.trip.window);
+                    let mut changed = false;
+                    let mut transition = None;
+                    // A hung probe fails its half-open round: the key re-opens.
+                    for (_, epoch, probe) in hung.iter().filter(|(k, _, _)| *k == key) {
+                        let recorded =
+                            policy::record(spec, &mut state, *epoch, *probe, failure, now, jitter);
+                        changed |= recorded.changed;
+                        transition = transition.or(recorded.transition);
+                    }
+                    if changed {
+                        Update::Write(state.encode(), transition)
+                    } else {
+                        Update::Keep(transition)
+                    }
+                },
+            );
             match updated {
                 Ok((Some(t), _)) => self.on_transition(host, b, None, &t),
                 Ok((None, _)) => {}
@@ -742,13 +777,13 @@ impl Engine {
             if !worker.pending.iter().any(|p| p.breaker == index) {
                 continue;
             }
+            let now = host.now_ms();
             if let Some(hang_after_ms) = b.spec.failure.hang_after_ms {
-                self.count_hung_calls(host, worker, index, b, hang_after_ms);
+                self.count_hung_calls(host, worker, index, b, hang_after_ms, now);
             }
             let Some(release_after_ms) = b.spec.open.release_after_ms else {
                 continue;
             };
-            let now = host.now_ms();
             let due = |p: &Pending| {
                 p.breaker == index
                     && p.releasable
@@ -790,6 +825,7 @@ impl Engine {
                                 breaker: index,
                                 retry_after_ms: Some(retry_after_ms),
                                 state: StateName::Open.as_str(),
+                                may_be_grpc: p.grpc,
                             },
                         });
                     }
@@ -1065,6 +1101,12 @@ impl Ticket {
     /// Whether the time the response headers arrived is needed (slow-call detection).
     pub fn wants_response_time(&self) -> bool {
         self.timed
+    }
+
+    /// False when the request is known not to be a gRPC call: its `content-type` need not be
+    /// read.
+    pub fn may_be_grpc(&self) -> bool {
+        self.may_be_grpc
     }
 
     /// Marks the call as a gRPC call: its outcome then depends on its grpc-status.

@@ -205,6 +205,52 @@ fn half_open_admits_exactly_the_probes_across_workers_then_closes() {
 }
 
 #[test]
+fn an_outcome_is_written_without_reading_the_state_again_unless_another_call_wrote_since() {
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    s.call(0, &req, 200); // creates the key
+    s.host.shared_calls.set((0, 0));
+    let first = ticket(s.admit(0, &req));
+    assert_eq!(s.host.shared_calls.get(), (1, 0), "admission reads");
+    s.complete(0, &first, 503);
+    assert_eq!(
+        s.host.shared_calls.get(),
+        (1, 1),
+        "the failure is written on the admission's read"
+    );
+    // Two calls in flight: the second outcome finds the state written since its read.
+    let a = ticket(s.admit(0, &req));
+    let b = ticket(s.admit(0, &req));
+    s.complete(0, &a, 503);
+    s.complete(0, &b, 503);
+    assert_eq!(
+        s.host.shared_calls.get(),
+        (4, 3),
+        "b reads again: a wrote after b's read"
+    );
+    assert!(
+        is_rejected(&s.admit(1, &req)),
+        "three failures, none lost: open"
+    );
+}
+
+#[test]
+fn content_type_is_read_only_for_requests_that_may_be_grpc() {
+    // The method is read only when something needs it (here the release check): a GET then
+    // is known not to be gRPC, a POST may be, and with no method read anything may be.
+    let mut s = setup(
+        r#"{"name":"recs","match":{"path_prefix":"/r"},"failure":{"hang_after":"1s"},
+            "trip":{"consecutive_failures":3}}"#,
+    );
+    assert!(!ticket(s.admit(0, &Req::get("/r"))).may_be_grpc());
+    assert!(ticket(s.admit(0, &Req::new("POST", "/r", "h"))).may_be_grpc());
+    let mut s = setup(SIMPLE);
+    let req = Req::get("/recommendations");
+    assert!(ticket(s.admit(0, &req)).may_be_grpc());
+    assert_eq!(*req.reads.borrow(), vec![":path"], "no method read for it");
+}
+
+#[test]
 fn a_competing_write_between_read_and_write_is_retried_not_lost() {
     let (mut s, req) = opened_simple();
     s.host.advance(5000);

@@ -11,7 +11,12 @@ pub fn contract() -> Value {
         .map(|spec| {
             (
                 spec.key.to_string(),
-                json!({"name": spec.name, "writer": spec.writer, "values": (spec.values)()}),
+                json!({
+                    "name": spec.name,
+                    "writer": spec.writer,
+                    "values": (spec.values)(),
+                    "parts": spec.parts.iter().map(|part| json!({"name": part.name, "values": (part.values)()})).collect::<Vec<_>>(),
+                }),
             )
         })
         .collect();
@@ -31,6 +36,15 @@ mod tests {
     /// The rows of the README's filter-state tables (those headed `| key | value… |`): (key,
     /// values) from lines like ``| `breakwater.fallback.served` | `static`, `stale` | … |``.
     fn readme_rows() -> Vec<(String, Vec<String>)> {
+        table_rows("| key | value")
+    }
+
+    /// The rows of the tables of a value's parts (headed `| part of … |`): (part, values).
+    fn readme_part_rows() -> Vec<(String, Vec<String>)> {
+        table_rows("| part of ")
+    }
+
+    fn table_rows(heading: &str) -> Vec<(String, Vec<String>)> {
         let readme = include_str!("../../../README.md");
         let mut rows = Vec::new();
         let mut in_table = false;
@@ -39,7 +53,7 @@ mod tests {
                 in_table = false;
                 continue;
             }
-            if line.starts_with("| key | value") {
+            if line.starts_with(heading) {
                 in_table = true;
                 continue;
             }
@@ -76,6 +90,28 @@ mod tests {
             let values: Vec<String> = (spec.values)().iter().map(|v| v.to_string()).collect();
             if !values.is_empty() {
                 assert_eq!(documented[0].1, values, "the values of {}", spec.key);
+            }
+            let part_rows = readme_part_rows();
+            for part in spec.parts {
+                let documented: Vec<&(String, Vec<String>)> = part_rows
+                    .iter()
+                    .filter(|(name, _)| name == part.name)
+                    .collect();
+                assert_eq!(
+                    documented.len(),
+                    1,
+                    "part {} of {} in the README",
+                    part.name,
+                    spec.key
+                );
+                let values: Vec<String> = (part.values)().iter().map(|v| v.to_string()).collect();
+                if !values.is_empty() {
+                    assert_eq!(
+                        documented[0].1, values,
+                        "the values of {}'s {}",
+                        spec.key, part.name
+                    );
+                }
             }
         }
         for (key, _) in &rows {

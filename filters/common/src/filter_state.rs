@@ -33,12 +33,9 @@ macro_rules! values {
 
 /// Keys the circuit breaker writes for every request a breaker matched.
 pub mod breaker {
-    /// The name of the breaker that owned the request.
-    pub const NAME: &str = "breakwater.circuit_breaker.breaker";
-    /// What the breaker did with the request: a [`super::BreakerDecision`].
-    pub const DECISION: &str = "breakwater.circuit_breaker.decision";
-    /// The breaker's state when it decided: a [`super::BreakerState`].
-    pub const STATE: &str = "breakwater.circuit_breaker.state";
+    /// What the breaker did with the request, when it decided: a [`super::BreakerCall`]
+    /// (decision, state and breaker in one value: one host call to write, one to read).
+    pub const CALL: &str = "breakwater.circuit_breaker";
     /// How the call counted, written at the end of the stream: a [`super::BreakerOutcome`].
     pub const OUTCOME: &str = "breakwater.circuit_breaker.outcome";
 }
@@ -64,8 +61,49 @@ pub mod log {
     pub const FIELD_PREFIX: &str = "breakwater.log.";
 }
 
+/// The value of [`breaker::CALL`]: `<decision>,<state>,<breaker>`, e.g.
+/// `passed,closed,recommendations`. Breaker names never contain a comma (config refuses them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BreakerCall<'a> {
+    /// A [`BreakerDecision`].
+    pub decision: &'a [u8],
+    /// The breaker's state when it decided, or its mode when that overrides it: a
+    /// [`BreakerState`].
+    pub state: &'a [u8],
+    /// The name of the breaker that owned the request.
+    pub breaker: &'a [u8],
+}
+
+impl<'a> BreakerCall<'a> {
+    /// The value the breaker writes.
+    pub fn encode(decision: BreakerDecision, state: &str, breaker: &str) -> String {
+        let decision = decision.as_str();
+        let mut value = String::with_capacity(decision.len() + state.len() + breaker.len() + 2);
+        value.push_str(decision);
+        value.push(',');
+        value.push_str(state);
+        value.push(',');
+        value.push_str(breaker);
+        value
+    }
+
+    /// Reads a value the breaker wrote; missing parts are empty.
+    pub fn parse(value: &'a [u8]) -> BreakerCall<'a> {
+        let mut parts = value.splitn(3, |b| *b == b',');
+        BreakerCall {
+            decision: parts.next().unwrap_or_default(),
+            state: parts.next().unwrap_or_default(),
+            breaker: parts.next().unwrap_or_default(),
+        }
+    }
+
+    pub fn decision(&self) -> Option<BreakerDecision> {
+        BreakerDecision::from_bytes(self.decision)
+    }
+}
+
 values! {
-    /// [`breaker::DECISION`].
+    /// [`BreakerCall::decision`].
     BreakerDecision {
         /// Let through while closed (or in a mode that never rejects).
         Passed => "passed",
@@ -89,7 +127,7 @@ impl BreakerDecision {
 }
 
 values! {
-    /// [`breaker::STATE`].
+    /// [`BreakerCall::state`].
     BreakerState {
         Closed => "closed",
         Open => "open",
@@ -154,7 +192,16 @@ pub struct KeySpec {
     pub name: &'static str,
     pub key: &'static str,
     pub writer: &'static str,
-    /// The closed set of values, or empty when the value is free text (a name, a record).
+    /// The closed set of values, or empty when the value is free text (a name, a record) or
+    /// made of parts.
+    pub values: fn() -> Vec<&'static str>,
+    /// A value of several comma-separated parts: each part's short name and values (empty:
+    /// free text), in order.
+    pub parts: &'static [PartSpec],
+}
+
+pub struct PartSpec {
+    pub name: &'static str,
     pub values: fn() -> Vec<&'static str>,
 }
 
@@ -165,58 +212,66 @@ fn names<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str>
 /// Every key of the contract, in the README's order.
 pub const CONTRACT: &[KeySpec] = &[
     KeySpec {
-        name: "breaker",
-        key: breaker::NAME,
+        name: "circuit_breaker",
+        key: breaker::CALL,
         writer: "circuit-breaker",
         values: Vec::new,
-    },
-    KeySpec {
-        name: "decision",
-        key: breaker::DECISION,
-        writer: "circuit-breaker",
-        values: || names(BreakerDecision::ALL, BreakerDecision::as_str),
-    },
-    KeySpec {
-        name: "state",
-        key: breaker::STATE,
-        writer: "circuit-breaker",
-        values: || names(BreakerState::ALL, BreakerState::as_str),
+        parts: &[
+            PartSpec {
+                name: "decision",
+                values: || names(BreakerDecision::ALL, BreakerDecision::as_str),
+            },
+            PartSpec {
+                name: "state",
+                values: || names(BreakerState::ALL, BreakerState::as_str),
+            },
+            PartSpec {
+                name: "breaker",
+                values: Vec::new,
+            },
+        ],
     },
     KeySpec {
         name: "outcome",
         key: breaker::OUTCOME,
         writer: "circuit-breaker",
         values: || names(BreakerOutcome::ALL, BreakerOutcome::as_str),
+        parts: &[],
     },
     KeySpec {
         name: "fallback_rule",
         key: fallback::RULE,
         writer: "fallback",
         values: Vec::new,
+        parts: &[],
     },
     KeySpec {
         name: "fallback_trigger",
         key: fallback::TRIGGER,
         writer: "fallback",
         values: || names(FallbackTrigger::ALL, FallbackTrigger::as_str),
+        parts: &[],
     },
     KeySpec {
         name: "fallback_served",
         key: fallback::SERVED,
         writer: "fallback",
         values: || names(FallbackServed::ALL, FallbackServed::as_str),
+        parts: &[],
     },
     KeySpec {
         name: "fallback_cache",
         key: fallback::CACHE,
         writer: "fallback",
         values: || names(CacheEvent::ALL, CacheEvent::as_str),
+        parts: &[],
     },
     KeySpec {
         name: "log_record",
         key: log::RECORD,
         writer: "log-enrichment",
         values: Vec::new,
+        parts: &[],
     },
 ];
 
@@ -239,6 +294,22 @@ mod tests {
             FallbackServed::from_bytes(b"stale"),
             Some(FallbackServed::Stale)
         );
+    }
+
+    #[test]
+    fn a_breaker_call_reads_back_and_tolerates_missing_parts() {
+        let value = BreakerCall::encode(BreakerDecision::Released, "open", "recs");
+        assert_eq!(value, "released,open,recs");
+        let call = BreakerCall::parse(value.as_bytes());
+        assert_eq!(call.decision(), Some(BreakerDecision::Released));
+        assert_eq!((call.state, call.breaker), (&b"open"[..], &b"recs"[..]));
+        assert_eq!(
+            BreakerCall::parse(b"rejected").decision(),
+            Some(BreakerDecision::Rejected)
+        );
+        assert_eq!(BreakerCall::parse(b"rejected").breaker, b"");
+        assert_eq!(BreakerCall::parse(b"").decision(), None);
+        assert_eq!(BreakerCall::parse(b"passed,closed,a,b").breaker, b"a,b");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub mod fake {
         pub logs: RefCell<Vec<(Level, String)>>,
         metric_names: RefCell<Vec<(String, MetricKind)>>,
         metric_values: RefCell<HashMap<MetricId, i64>>,
+        /// Shared-data calls made (reads, writes), to prove which ones a path makes.
+        pub shared_calls: Cell<(u32, u32)>,
     }
 
     impl FakeHost {
@@ -70,6 +72,7 @@ pub mod fake {
                 logs: RefCell::default(),
                 metric_names: RefCell::default(),
                 metric_values: RefCell::default(),
+                shared_calls: Cell::default(),
             }
         }
 
@@ -107,9 +110,13 @@ pub mod fake {
 
     impl SharedStore for FakeHost {
         fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+            let (gets, sets) = self.shared_calls.get();
+            self.shared_calls.set((gets + 1, sets));
             self.store.get(key)
         }
         fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+            let (gets, sets) = self.shared_calls.get();
+            self.shared_calls.set((gets, sets + 1));
             self.store.set(key, value, cas)
         }
     }

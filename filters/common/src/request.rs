@@ -65,6 +65,25 @@ impl<'s, S: AttributeSource + ?Sized> RequestAttributes<'s, S> {
         .as_deref()
     }
 
+    /// An attribute only if it was already read: `None` when it was not, `Some(None)` when it
+    /// was and the request has none. Costs no host call.
+    pub fn known(&self, attribute: Attribute) -> Option<Option<&[u8]>> {
+        let slot = match attribute {
+            Attribute::Method => &self.method,
+            Attribute::Path => &self.path,
+            Attribute::Authority => &self.authority,
+            Attribute::Cluster => &self.cluster,
+            Attribute::Route => &self.route,
+        };
+        slot.as_ref().map(Option::as_deref)
+    }
+
+    /// False when the request is known not to be a gRPC call without reading anything more:
+    /// gRPC calls are POSTs, and the method was read already (by a matcher) and is another.
+    pub fn may_be_grpc(&self) -> bool {
+        matches!(self.known(Attribute::Method), None | Some(Some(b"POST")))
+    }
+
     /// `:path` without the query string or fragment.
     pub fn path_only(&mut self) -> Option<&[u8]> {
         self.get(Attribute::Path).map(strip_query)
@@ -106,6 +125,16 @@ mod tests {
             *req.reads.borrow(),
             vec![":path", "xds.cluster_name", "xds.route_name"]
         );
+        assert_eq!(attrs.known(Attribute::Route), Some(None));
+        assert_eq!(attrs.known(Attribute::Method), None, "never read");
+        assert_eq!(req.reads.borrow().len(), 3, "known() reads nothing");
+        assert!(attrs.may_be_grpc(), "the method is not known");
+        attrs.get(Attribute::Method);
+        assert!(!attrs.may_be_grpc(), "a GET");
+        let post = FakeRequest::new("POST", "/a", "example.com");
+        let mut attrs = RequestAttributes::new(&post);
+        attrs.get(Attribute::Method);
+        assert!(attrs.may_be_grpc());
     }
 
     #[test]

@@ -53,12 +53,78 @@ pub fn cas_update<S, T, F>(
     store: &S,
     key: &str,
     max_attempts: u32,
+    f: F,
+) -> Result<(T, u32), CasError>
+where
+    S: SharedStore + ?Sized,
+    F: FnMut(Option<&[u8]>) -> Update<T>,
+{
+    cas_update_remembering(
+        store,
+        key,
+        &mut Snapshot::default(),
+        Speculate::No,
+        max_attempts,
+        f,
+    )
+}
+
+/// Whether [`cas_update_remembering`] first tries to write on its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speculate {
+    /// For updates that usually write (an outcome): one host call instead of two when nobody
+    /// wrote since the snapshot.
+    Yes,
+    /// For updates that usually keep (an admission): they read anyway; trying the snapshot
+    /// first would only cost a second run of `f`.
+    No,
+}
+
+/// The last value one worker read of one key, with its token: a later update of that key can
+/// write without reading it again, on the condition that nobody wrote since (the host's tokens
+/// only grow, so a token that still matches means the value is still current). Its buffers are
+/// kept when it is used up, so remembering allocates nothing once warm.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    key: String,
+    value: Vec<u8>,
+    /// 0: holds nothing usable.
+    cas: u32,
+}
+
+impl Snapshot {
+    fn holds(&self, key: &str) -> bool {
+        self.cas != 0 && self.key == key
+    }
+}
+
+/// [`cas_update`] that remembers: a read that ends in [`Update::Keep`] becomes `snapshot`, and
+/// with [`Speculate::Yes`] the first attempt writes what `f` makes of the snapshot (when it holds
+/// this key), conditional on its token: one host call instead of two. If someone wrote since (or
+/// `f` would keep the snapshot, which is not proof that the value is current) it goes on as
+/// `cas_update` does. A write uses the snapshot up (its new token is unknown).
+pub fn cas_update_remembering<S, T, F>(
+    store: &S,
+    key: &str,
+    snapshot: &mut Snapshot,
+    speculate: Speculate,
+    max_attempts: u32,
     mut f: F,
 ) -> Result<(T, u32), CasError>
 where
     S: SharedStore + ?Sized,
     F: FnMut(Option<&[u8]>) -> Update<T>,
 {
+    if speculate == Speculate::Yes && snapshot.holds(key) {
+        let cas = std::mem::take(&mut snapshot.cas); // used up, whatever happens
+        if let Update::Write(bytes, result) = f(Some(&snapshot.value)) {
+            match store.set(key, &bytes, cas) {
+                Ok(()) => return Ok((result, 1)),
+                Err(SetError::CasMismatch) => {}
+                Err(SetError::Host(e)) => return Err(CasError::Host(e)),
+            }
+        }
+    }
     for attempt in 1..=max_attempts.max(1) {
         let current = store.get(key).map_err(CasError::Host)?;
         let (value, cas) = match &current {
@@ -66,9 +132,24 @@ where
             None => (None, 0),
         };
         match f(value) {
-            Update::Keep(result) => return Ok((result, attempt)),
+            Update::Keep(result) => {
+                if let Some((value, cas)) = current {
+                    if snapshot.key != key {
+                        snapshot.key.clear();
+                        snapshot.key.push_str(key);
+                    }
+                    snapshot.value = value;
+                    snapshot.cas = cas;
+                }
+                return Ok((result, attempt));
+            }
             Update::Write(bytes, result) => match store.set(key, &bytes, cas) {
-                Ok(()) => return Ok((result, attempt)),
+                Ok(()) => {
+                    if snapshot.holds(key) {
+                        snapshot.cas = 0; // its token is stale now
+                    }
+                    return Ok((result, attempt));
+                }
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Host(e)) => return Err(CasError::Host(e)),
             },
@@ -202,6 +283,132 @@ mod tests {
         let r = cas_update(&store, "k", 3, |_| Update::<()>::Keep(()));
         assert_eq!(r, Ok(((), 1)));
         assert!(store.raw("k").is_none());
+    }
+
+    /// Counts the store's calls, to prove which ones the snapshot saves.
+    struct Counting<'a> {
+        store: &'a MemoryStore,
+        gets: std::cell::Cell<u32>,
+        sets: std::cell::Cell<u32>,
+    }
+
+    impl SharedStore for Counting<'_> {
+        fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+            self.gets.set(self.gets.get() + 1);
+            self.store.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+            self.sets.set(self.sets.get() + 1);
+            self.store.set(key, value, cas)
+        }
+    }
+
+    fn counting(store: &MemoryStore) -> Counting<'_> {
+        Counting {
+            store,
+            gets: 0.into(),
+            sets: 0.into(),
+        }
+    }
+
+    fn read(store: &impl SharedStore, snapshot: &mut Snapshot) -> Option<u8> {
+        cas_update_remembering(store, "k", snapshot, Speculate::No, 3, |v| {
+            Update::Keep(v.and_then(|b| b.first().copied()))
+        })
+        .unwrap()
+        .0
+    }
+
+    fn bump_remembering(store: &impl SharedStore, snapshot: &mut Snapshot) -> (u8, u32) {
+        cas_update_remembering(store, "k", snapshot, Speculate::Yes, 3, |v| {
+            let n = v.and_then(|b| b.first().copied()).unwrap_or(0) + 1;
+            Update::Write(vec![n], n)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_saves_the_read_of_the_next_write() {
+        let store = MemoryStore::new();
+        increment(&store, 3).unwrap();
+        let counted = counting(&store);
+        let mut snapshot = Snapshot::default();
+        assert_eq!(read(&counted, &mut snapshot), Some(1));
+        assert_eq!(bump_remembering(&counted, &mut snapshot), (2, 1));
+        assert_eq!((counted.gets.get(), counted.sets.get()), (1, 1));
+        assert!(!snapshot.holds("k"), "a write uses the snapshot up");
+        // Without a snapshot the next write reads first.
+        assert_eq!(bump_remembering(&counted, &mut snapshot), (3, 1));
+        assert_eq!((counted.gets.get(), counted.sets.get()), (2, 2));
+        assert_eq!(store.raw("k"), Some(vec![3]));
+    }
+
+    #[test]
+    fn a_stale_snapshot_never_overwrites_a_newer_value() {
+        let store = MemoryStore::new();
+        increment(&store, 3).unwrap();
+        let mut snapshot = Snapshot::default();
+        assert_eq!(read(&store, &mut snapshot), Some(1));
+        // Another worker writes 10 after the snapshot was taken, and before our write.
+        increment(&store, 3).unwrap();
+        store.interleave_write("k", &[10]);
+        let counted = counting(&store);
+        assert_eq!(bump_remembering(&counted, &mut snapshot), (11, 1));
+        assert_eq!(
+            store.raw("k"),
+            Some(vec![11]),
+            "10 + 1, not the snapshot's 1 + 1"
+        );
+        assert_eq!((counted.gets.get(), counted.sets.get()), (1, 2));
+    }
+
+    #[test]
+    fn a_snapshot_is_not_proof_for_keep_nor_for_another_key() {
+        let store = MemoryStore::new();
+        increment(&store, 3).unwrap();
+        let mut snapshot = Snapshot::default();
+        read(&store, &mut snapshot);
+        store.interleave_write("k", &[7]);
+        increment(&store, 3).unwrap(); // k = 8 now, the snapshot still says 1
+        let counted = counting(&store);
+        assert_eq!(
+            read(&counted, &mut snapshot),
+            Some(8),
+            "Keep reads the current value"
+        );
+        assert_eq!(counted.gets.get(), 1);
+        let r = cas_update_remembering(&counted, "other", &mut snapshot, Speculate::Yes, 3, |v| {
+            Update::Write(vec![1], v.is_none())
+        });
+        assert_eq!(
+            r,
+            Ok((true, 1)),
+            "the snapshot of k is not used for another key"
+        );
+        assert_eq!(store.raw("k"), Some(vec![8]));
+    }
+
+    #[test]
+    fn without_speculation_the_snapshot_is_only_remembered_and_a_write_drops_it() {
+        let store = MemoryStore::new();
+        increment(&store, 3).unwrap();
+        let counted = counting(&store);
+        let mut snapshot = Snapshot::default();
+        read(&counted, &mut snapshot);
+        let r = cas_update_remembering(&counted, "k", &mut snapshot, Speculate::No, 3, |v| {
+            let n = v.and_then(|b| b.first().copied()).unwrap_or(0) + 1;
+            Update::Write(vec![n], n)
+        });
+        assert_eq!(r, Ok((2, 1)));
+        assert_eq!(
+            (counted.gets.get(), counted.sets.get()),
+            (2, 1),
+            "read again, not speculated"
+        );
+        assert!(
+            !snapshot.holds("k"),
+            "the write made the remembered token stale"
+        );
     }
 
     #[test]

@@ -10,11 +10,39 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub use proxy_wasm;
 
+/// The `count-host-calls` build (for `make bench`'s host-call counts, never shipped) adds one
+/// to the Envoy counter `breakwater.host_calls.<kind>` for each host call a filter makes per
+/// request (configuration excluded); in every other build this is nothing.
+#[cfg(feature = "count-host-calls")]
+pub(crate) fn count_host_call(kind: &'static str) {
+    use std::cell::RefCell;
+    // The counters by kind of call (`breakwater.host_calls.<kind>`), defined on first use.
+    thread_local!(static METRICS: RefCell<Vec<(&'static str, Option<u32>)>> = const { RefCell::new(Vec::new()) });
+    let id = METRICS.with(|metrics| {
+        let mut metrics = metrics.borrow_mut();
+        if let Some((_, id)) = metrics.iter().find(|(k, _)| *k == kind) {
+            return *id;
+        }
+        let name = format!("breakwater.host_calls.{kind}");
+        let id = hostcalls::define_metric(MetricType::Counter, &name).ok();
+        metrics.push((kind, id));
+        id
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+#[cfg(not(feature = "count-host-calls"))]
+#[inline(always)]
+pub(crate) fn count_host_call(_kind: &'static str) {}
+
 /// The real host: every call goes through the SDK's `hostcalls` where it cannot panic.
 pub struct Envoy;
 
 impl SharedStore for Envoy {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        count_host_call("shared_get");
         match hostcalls::get_shared_data(key) {
             // The SDK reads a CAS of 0 as "no such key" and an empty value as no bytes.
             Ok((value, Some(cas))) => Ok(Some((value.unwrap_or_default(), cas))),
@@ -25,6 +53,7 @@ impl SharedStore for Envoy {
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
         let cas = (cas != 0).then_some(cas);
+        count_host_call("shared_set");
         match hostcalls::set_shared_data(key, Some(value), cas) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(SetError::CasMismatch),
@@ -58,10 +87,12 @@ impl Host for Envoy {
 
     fn add_metric(&self, id: MetricId, delta: i64) {
         // NotFound or BadArgument (a counter going down) only lose a stat.
+        count_host_call("metric");
         let _ = hostcalls::increment_metric(id, delta);
     }
 
     fn set_gauge(&self, id: MetricId, value: u64) {
+        count_host_call("metric");
         let _ = hostcalls::record_metric(id, value);
     }
 }
@@ -124,22 +155,25 @@ pub fn now_nanos() -> u64 {
 }
 
 fn since_epoch() -> Duration {
+    count_host_call("time");
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default()
 }
 
-/// Random bits from the host (WASI `random_get`); `None` if it refuses.
-pub fn random_u64() -> Option<u64> {
-    let mut bytes = [0u8; 8];
+/// 128 random bits from the host (WASI `random_get`, one call); `None` if it refuses.
+pub fn random_u128() -> Option<u128> {
+    let mut bytes = [0u8; 16];
+    count_host_call("random");
     getrandom::fill(&mut bytes).ok()?;
-    Some(u64::from_le_bytes(bytes))
+    Some(u128::from_le_bytes(bytes))
 }
 
 /// A request header as raw bytes (never assumed UTF-8; the first value if repeated). Only in
 /// `on_http_request_headers`.
 pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    count_host_call("request_header");
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
@@ -147,6 +181,7 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
 
 /// A response header as raw bytes. Only in `on_http_response_headers`, or while it is paused.
 pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    count_host_call("response_header");
     hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
         .ok()
         .flatten()
@@ -155,6 +190,7 @@ pub fn response_header(name: &str) -> Option<Vec<u8>> {
 /// A response trailer as raw bytes. Only in `on_http_response_trailers` (the map exists then;
 /// Envoy answers NotFound for a missing trailer, which the SDK maps to `None`).
 pub fn response_trailer(name: &str) -> Option<Vec<u8>> {
+    count_host_call("response_trailer");
     hostcalls::get_map_value_bytes(MapType::HttpResponseTrailers, name)
         .ok()
         .flatten()
@@ -163,33 +199,39 @@ pub fn response_trailer(name: &str) -> Option<Vec<u8>> {
 /// Sets a request header (replacing every value) before the request goes upstream. Only in
 /// `on_http_request_headers`.
 pub fn replace_request_header(name: &str, value: &[u8]) {
+    count_host_call("set_request_header");
     let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value));
 }
 
 /// Removes every value of a request header. Only in `on_http_request_headers`.
 pub fn remove_request_header(name: &str) {
+    count_host_call("set_request_header");
     let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
 }
 
 /// Sets a response header before the response goes downstream. Only in
 /// `on_http_response_headers`.
 pub fn replace_response_header(name: &str, value: &[u8]) {
+    count_host_call("set_response_header");
     let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value));
 }
 
 /// An Envoy attribute (`["response", "code"]`) or another filter's filter state; `None` if
 /// unavailable.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    count_host_call("property");
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
 /// Writes filter state `wasm.<key>`, readable by later filters and the access log. A failure
 /// only loses a log field, so it is ignored. Only in stream callbacks.
 pub fn set_filter_state(key: &str, value: &[u8]) {
+    count_host_call("set_filter_state");
     let _ = hostcalls::set_property(vec![key], Some(value));
 }
 
 fn buffer(kind: BufferType, max_size: usize) -> Option<Vec<u8>> {
+    count_host_call("body");
     hostcalls::get_buffer(kind, 0, max_size).ok().flatten()
 }
 
@@ -218,6 +260,7 @@ pub fn dispatch_http_call(
     headers: Vec<(&str, &str)>,
     timeout_ms: u32,
 ) -> Result<u32, Status> {
+    count_host_call("http_call");
     hostcalls::dispatch_http_call(
         cluster,
         headers,
@@ -229,6 +272,7 @@ pub fn dispatch_http_call(
 
 /// Lets a response that `on_http_response_headers` paused go on unchanged.
 pub fn resume_response() {
+    count_host_call("resume");
     let _ = hostcalls::resume_http_response();
 }
 
@@ -236,6 +280,7 @@ pub fn resume_response() {
 /// a stream's callbacks too: Envoy applies it to the stream's root context.
 pub fn set_tick_period_ms(ms: u64) {
     // Envoy answers Ok to any period.
+    count_host_call("tick_period");
     let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
 }
 
@@ -243,5 +288,6 @@ pub fn set_tick_period_ms(ms: u64) {
 /// answer a waiting request). False when Envoy no longer knows that stream (BadArgument, the
 /// only other status it answers).
 pub fn set_effective_context(context_id: u32) -> bool {
+    count_host_call("effective_context");
     hostcalls::set_effective_context(context_id).is_ok()
 }

@@ -55,6 +55,7 @@ mod imports {
         grpc_status: Option<u32>,
     ) -> Result<(), u32> {
         let serialized = serialize(headers);
+        crate::envoy::count_host_call("send_local_response");
         // SAFETY: every pointer and length pair describes a live slice for the duration of the
         // call; the host copies what it needs before returning.
         let status = unsafe {
@@ -84,6 +85,7 @@ mod imports {
     pub fn header_map_pairs(map: MapType) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut data: *mut u8 = null_mut();
         let mut size: usize = 0;
+        crate::envoy::count_host_call("header_map");
         // SAFETY: the host writes a pointer to `size` bytes it allocated through the SDK's
         // `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes), or leaves it null.
         let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };

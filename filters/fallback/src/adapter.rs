@@ -101,7 +101,7 @@ impl ResponseView for EnvoyResponse {
     }
 
     fn breaker_decision(&self) -> Option<Vec<u8>> {
-        envoy::property(&[breakwater_common::filter_state::breaker::DECISION])
+        envoy::property(&[breakwater_common::filter_state::breaker::CALL])
     }
 
     fn grpc_status(&self) -> Option<u32> {

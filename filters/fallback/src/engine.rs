@@ -25,14 +25,14 @@ pub const GRPC_REPLY_STATUS: u32 = 200;
 
 /// Why a response was replaced (written to filter state).
 pub use breakwater_common::filter_state::FallbackTrigger as Trigger;
-use breakwater_common::filter_state::{BreakerDecision, FallbackServed};
+use breakwater_common::filter_state::{BreakerCall, FallbackServed};
 
 /// What the filter knows about a response at its headers; each read is a host call, made only
 /// when the decision needs it.
 pub trait ResponseView {
     fn status(&self) -> Option<u32>;
     fn flags(&self) -> u64;
-    /// The circuit breaker's decision for this request (its filter state), if it ran.
+    /// The circuit breaker's filter state for this request (a `BreakerCall`), if it ran.
     fn breaker_decision(&self) -> Option<Vec<u8>>;
     /// The gRPC status of a trailers-only response (headers that end the stream: a gRPC
     /// failure the upstream answered at once, or a local reply to a gRPC call), as a gRPC
@@ -275,10 +275,12 @@ impl Engine {
             .enumerate()
             .find(|(_, (r, _))| r.matcher.matches(&mut attrs))?;
         // Every rule's sources depend on it, so it is read for every request a rule owns: one
-        // header, at request headers (the request's headers cannot be read later).
-        let grpc = attrs
-            .header("content-type")
-            .is_some_and(|value| is_grpc(&value));
+        // header, at request headers (the request's headers cannot be read later), unless the
+        // rule's match already read a method that rules gRPC out.
+        let grpc = attrs.may_be_grpc()
+            && attrs
+                .header("content-type")
+                .is_some_and(|value| is_grpc(&value));
         if !rule.answers(grpc) {
             return None;
         }
@@ -344,8 +346,8 @@ impl Engine {
             && view
                 .breaker_decision()
                 .as_deref()
-                .and_then(BreakerDecision::from_bytes)
-                .is_some_and(BreakerDecision::answered_by_breaker)
+                .and_then(|value| BreakerCall::parse(value).decision())
+                .is_some_and(|decision| decision.answered_by_breaker())
         {
             Some(Trigger::BreakerOpen)
         } else if rule.on.statuses.contains(status) {

@@ -57,7 +57,8 @@ impl ResponseView for Response {
     }
     fn breaker_decision(&self) -> Option<Vec<u8>> {
         self.reads.borrow_mut().push("breaker");
-        self.breaker.map(|d| d.as_bytes().to_vec())
+        // As the breaker writes it: decision, state, breaker.
+        self.breaker.map(|d| format!("{d},open,recs").into_bytes())
     }
     fn grpc_status(&self) -> Option<u32> {
         self.reads.borrow_mut().push("grpc-status");

@@ -2,17 +2,20 @@
 //! and writes the engine's answers back as headers and filter state. No policy lives here.
 //!
 //! Host calls per request: the correlation header (and what the configuration asks for) at
-//! request headers, the response's content type when bodies are captured, and at the end of
-//! the stream the request (and, when logged, response) header maps, the other filters' filter
-//! state and the attributes the record holds (`response.grpc_status` only for gRPC calls), then
-//! one filter-state write of the record. Body callbacks return at once unless `body` is
-//! configured.
+//! request headers, with `x-request-id` when the sampling rate is below 1 (the rate's half of
+//! the decision is taken then); the response's content type when bodies are captured. At the
+//! end of the stream, a request outside the rate reads only what the `always_keep` classes
+//! need, and nothing more unless one keeps it; a logged one reads the request (and, when
+//! logged, response) header maps, the other filters' filter state and the attributes the record
+//! holds (`response.grpc_status` only for gRPC calls), then writes the record in one
+//! filter-state value. Body callbacks return at once unless `body` is configured.
 
 use crate::config::LogConfig;
 use crate::correlation::{uuid_v4, Action as CorrelationAction, Decision};
 use crate::engine::{is_grpc_call, BodyCapture, BreakerView, Engine, Exchange, FallbackView};
-use breakwater_common::filter_state::{breaker, fallback, log as keys};
+use breakwater_common::filter_state::{breaker, fallback, log as keys, BreakerCall};
 use breakwater_common::flags::{decode_flags, decode_u64};
+use breakwater_common::grpc;
 use breakwater_common::rng::Rng;
 use breakwater_envoy::{self as envoy, shim, Envoy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -58,6 +61,8 @@ impl RootContext for LogRoot {
             rng: self.rng.clone(),
             correlation: None,
             request_id: None,
+            in_rate: None,
+            grpc: false,
             request_body: None,
             response_body: None,
         }))
@@ -74,15 +79,21 @@ struct LogStream {
     correlation: Option<Decision>,
     /// Kept only to echo it in the response.
     request_id: Option<Vec<u8>>,
+    /// The sampling rate's decision, taken when the request arrived (`None`: rate 1, or the
+    /// filter was not configured then).
+    in_rate: Option<bool>,
+    /// A gRPC call; read at request time only for a request outside the rate whose
+    /// `always_keep` classes ask about gRPC.
+    grpc: bool,
     request_body: Option<BodyCapture>,
     response_body: Option<BodyCapture>,
 }
 
 impl LogStream {
     fn fresh_id(&self) -> String {
-        let (high, low) = match (envoy::random_u64(), envoy::random_u64()) {
-            (Some(high), Some(low)) => (high, low),
-            _ => {
+        let (high, low) = match envoy::random_u128() {
+            Some(bits) => ((bits >> 64) as u64, bits as u64),
+            None => {
                 let mut rng = self.rng.borrow_mut();
                 (rng.next_u64(), rng.next_u64())
             }
@@ -113,6 +124,76 @@ fn property_u64(path: &[&str]) -> Option<u64> {
     envoy::property(path).as_deref().and_then(decode_u64)
 }
 
+// `on_log` readers, for the record and for the short path of a request outside the rate.
+
+fn status() -> Option<u32> {
+    property_u64(&["response", "code"]).and_then(|c| u32::try_from(c).ok())
+}
+
+/// The final response's gRPC status (a CEL int64: eight little-endian bytes; absent when there
+/// was no response).
+fn grpc_status() -> Option<i64> {
+    property_u64(&["response", "grpc_status"]).map(|v| i64::from_le_bytes(v.to_le_bytes()))
+}
+
+fn response_flags() -> u64 {
+    envoy::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b))
+}
+
+fn duration_nanos() -> Option<u64> {
+    property_u64(&["request", "duration"])
+}
+
+/// The breaker's filter state (one value: decision, state and name).
+fn breaker_view() -> Option<BreakerView> {
+    let value = envoy::property(&[breaker::CALL])?;
+    let call = BreakerCall::parse(&value);
+    Some(BreakerView {
+        decision: call.decision.to_vec(),
+        name: call.breaker.to_vec(),
+        state: call.state.to_vec(),
+    })
+}
+
+/// The fallback's filter state; with `whole`, its rule and trigger too.
+fn fallback_view(whole: bool) -> Option<FallbackView> {
+    let served = envoy::property(&[fallback::SERVED])?;
+    let read = |key| {
+        whole
+            .then(|| envoy::property(&[key]))
+            .flatten()
+            .unwrap_or_default()
+    };
+    Some(FallbackView {
+        served,
+        rule: read(fallback::RULE),
+        trigger: read(fallback::TRIGGER),
+    })
+}
+
+impl LogStream {
+    /// End of stream, outside the sampling rate: reads only what the `always_keep` classes
+    /// need, and says whether one keeps the request.
+    fn kept_outside_rate(&self, engine: &Engine) -> bool {
+        let needs = engine.keep_inputs();
+        let grpc = needs.grpc && self.grpc;
+        let partial = Exchange {
+            status: needs.status.then(status).flatten(),
+            grpc_status: grpc.then(grpc_status).flatten(),
+            response_flags: if needs.response_flags {
+                response_flags()
+            } else {
+                0
+            },
+            duration_nanos: needs.duration.then(duration_nanos).flatten(),
+            breaker: needs.breaker.then(breaker_view).flatten(),
+            fallback: needs.fallback.then(|| fallback_view(false)).flatten(),
+            ..Exchange::default()
+        };
+        engine.kept_outside_rate(&Envoy, &partial, grpc)
+    }
+}
+
 impl Context for LogStream {}
 
 impl HttpContext for LogStream {
@@ -134,8 +215,28 @@ impl HttpContext for LogStream {
         for (name, value) in &config.upstream_headers.0 {
             envoy::replace_request_header(name, value.as_bytes());
         }
+        // `x-request-id` as the end of the stream will see it: this filter's own value when
+        // it is the correlation header.
+        let request_id = if !(config.correlation.echo_in_response || engine.samples()) {
+            None
+        } else if header.eq_ignore_ascii_case("x-request-id") {
+            decision.id.as_ref().map(|id| id.as_bytes().to_vec())
+        } else {
+            envoy::request_header("x-request-id")
+        };
+        if engine.samples() {
+            let key = request_id
+                .as_deref()
+                .or(decision.id.as_deref().map(str::as_bytes));
+            let in_rate = engine.in_rate(key);
+            self.in_rate = Some(in_rate);
+            if !in_rate && engine.keep_inputs().grpc {
+                self.grpc =
+                    envoy::request_header("content-type").is_some_and(|v| grpc::is_grpc(&v));
+            }
+        }
         if config.correlation.echo_in_response {
-            self.request_id = envoy::request_header("x-request-id");
+            self.request_id = request_id;
         }
         if config.body.is_some() {
             self.request_body = engine.body_capture(
@@ -197,25 +298,13 @@ impl HttpContext for LogStream {
             id: None,
             action: CorrelationAction::Absent,
         });
-        let breaker = envoy::property(&[breaker::DECISION]).map(|decision| BreakerView {
-            decision,
-            name: envoy::property(&[breaker::NAME]).unwrap_or_default(),
-            state: envoy::property(&[breaker::STATE]).unwrap_or_default(),
-        });
-        let fallback = envoy::property(&[fallback::SERVED]).map(|served| FallbackView {
-            served,
-            rule: envoy::property(&[fallback::RULE]).unwrap_or_default(),
-            trigger: envoy::property(&[fallback::TRIGGER]).unwrap_or_default(),
-        });
+        if self.in_rate == Some(false) && !self.kept_outside_rate(&engine) {
+            return;
+        }
         // In `on_log` a map that is gone (the client left) is empty, never an error.
         let request_headers = shim::header_map_pairs(MapType::HttpRequestHeaders);
-        // The final response's status (a CEL int64: eight little-endian bytes; absent when
-        // there was no response). Read for gRPC calls only: HTTP requests pay no host call.
-        let grpc_status = if is_grpc_call(&request_headers) {
-            property_u64(&["response", "grpc_status"]).map(|v| i64::from_le_bytes(v.to_le_bytes()))
-        } else {
-            None
-        };
+        // Read for gRPC calls only: HTTP requests pay no host call for it.
+        let grpc_status = is_grpc_call(&request_headers).then(grpc_status).flatten();
         let exchange = Exchange {
             start_unix_nanos: property_u64(&["request", "time"]),
             request_headers,
@@ -225,23 +314,24 @@ impl HttpContext for LogStream {
                 shim::header_map_pairs(MapType::HttpResponseHeaders)
             },
             protocol: envoy::property(&["request", "protocol"]),
-            status: property_u64(&["response", "code"]).and_then(|c| u32::try_from(c).ok()),
+            status: status(),
             grpc_status,
-            response_flags: envoy::property(&["response", "flags"]).map_or(0, |b| decode_flags(&b)),
+            response_flags: response_flags(),
             code_details: envoy::property(&["response", "code_details"]),
-            duration_nanos: property_u64(&["request", "duration"]),
+            duration_nanos: duration_nanos(),
             request_body_bytes: property_u64(&["request", "size"]),
             response_body_bytes: property_u64(&["response", "size"]),
             upstream_address: envoy::property(&["upstream", "address"]),
             cluster: envoy::property(&["xds", "cluster_name"]),
             route: envoy::property(&["xds", "route_name"]),
             source_address: envoy::property(&["source", "address"]),
-            breaker,
-            fallback,
+            breaker: breaker_view(),
+            fallback: fallback_view(true),
             request_body: self.request_body.take(),
             response_body: self.response_body.take(),
         };
-        let Some(record) = engine.finish(&Envoy, &exchange, &correlation) else {
+        let Some(record) = engine.finish_given(&Envoy, &exchange, &correlation, self.in_rate)
+        else {
             return;
         };
         envoy::set_filter_state(keys::RECORD, record.to_json().as_bytes());

@@ -8,7 +8,7 @@ use crate::detect::{Detector, KINDS};
 use crate::fields::{self, FieldRules};
 use crate::record::{rfc3339, Record, Value};
 use crate::redact::{split_authority, strip_partial_tail, Counts, Redactor, BODY_LOOKAHEAD};
-use crate::sampling::{self, GrpcOutcome, Kept, Outcome};
+use crate::sampling::{self, GrpcOutcome, KeepInputs, Kept, Outcome};
 use breakwater_common::filter_state::{BreakerDecision, FallbackServed};
 use breakwater_common::flags::FlagSet;
 use breakwater_common::grpc;
@@ -143,6 +143,27 @@ fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]>
         .map(|(_, v)| v.as_slice())
 }
 
+/// What the sampling decision looks at, from what Envoy reported.
+fn outcome(exchange: &Exchange, grpc: bool) -> Outcome {
+    Outcome {
+        status: exchange.status,
+        grpc: grpc.then_some(GrpcOutcome {
+            status: exchange.grpc_status,
+        }),
+        response_flags: exchange.response_flags,
+        duration_ms: exchange.duration_nanos.map_or(0, |ns| ns / 1_000_000),
+        fallback_served: exchange
+            .fallback
+            .as_ref()
+            .and_then(|f| FallbackServed::from_bytes(&f.served))
+            .is_some_and(|served| served != FallbackServed::None),
+        breaker_rejected: exchange
+            .breaker
+            .as_ref()
+            .is_some_and(|b| answered_by_breaker(&b.decision)),
+    }
+}
+
 /// The breaker's decision says it answered the request (rejected, or released it).
 fn answered_by_breaker(decision: &[u8]) -> bool {
     BreakerDecision::from_bytes(decision).is_some_and(BreakerDecision::answered_by_breaker)
@@ -268,6 +289,42 @@ impl Engine {
         })
     }
 
+    /// Whether sampling needs the request's id (the rate is below 1): then the adapter takes
+    /// the rate's half of the decision when the request arrives ([`Engine::in_rate`]).
+    pub fn samples(&self) -> bool {
+        self.config.sampling.rate < 1.0
+    }
+
+    /// Request time: whether the request is inside the sampled fraction. `sampling_key` is its
+    /// `x-request-id` as it will be at the end of the stream, else its correlation id, as in
+    /// [`Engine::finish`].
+    pub fn in_rate(&self, sampling_key: Option<&[u8]>) -> bool {
+        sampling::in_rate(&self.config.sampling, sampling_key)
+    }
+
+    /// What a request outside the rate must be read for at its end: the inputs of the
+    /// `always_keep` classes.
+    pub fn keep_inputs(&self) -> KeepInputs {
+        sampling::keep_inputs(&self.config.sampling.always_keep)
+    }
+
+    /// End of stream, for a request outside the rate: whether an `always_keep` class keeps it,
+    /// judged on `partial` (which holds the [`Engine::keep_inputs`] only); counted as sampled
+    /// out when not. A kept request then goes through [`Engine::finish`].
+    pub fn kept_outside_rate<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        partial: &Exchange,
+        grpc: bool,
+    ) -> bool {
+        let outcome = outcome(partial, grpc);
+        let kept = sampling::decide_given(&self.config.sampling, false, &outcome).is_some();
+        if !kept {
+            bump(host, self.stats.sampled_out);
+        }
+        kept
+    }
+
     /// End of stream: the record, or `None` when sampling drops the request.
     pub fn finish<H: Host + ?Sized>(
         &self,
@@ -275,29 +332,25 @@ impl Engine {
         exchange: &Exchange,
         correlation: &Decision,
     ) -> Option<Record> {
+        self.finish_given(host, exchange, correlation, None)
+    }
+
+    /// [`Engine::finish`] with the adapter's request-time [`Engine::in_rate`] (`None`: decided
+    /// here, from the same key).
+    pub fn finish_given<H: Host + ?Sized>(
+        &self,
+        host: &H,
+        exchange: &Exchange,
+        correlation: &Decision,
+        in_rate: Option<bool>,
+    ) -> Option<Record> {
         let request_id = header(&exchange.request_headers, "x-request-id");
-        let duration_ms = exchange.duration_nanos.map_or(0, |ns| ns / 1_000_000);
-        let breaker_rejected = exchange
-            .breaker
-            .as_ref()
-            .is_some_and(|b| answered_by_breaker(&b.decision));
-        let fallback_served = exchange
-            .fallback
-            .as_ref()
-            .and_then(|f| FallbackServed::from_bytes(&f.served))
-            .is_some_and(|served| served != FallbackServed::None);
-        let outcome = Outcome {
-            status: exchange.status,
-            grpc: is_grpc_call(&exchange.request_headers).then_some(GrpcOutcome {
-                status: exchange.grpc_status,
-            }),
-            response_flags: exchange.response_flags,
-            duration_ms,
-            fallback_served,
-            breaker_rejected,
-        };
-        let key = request_id.or(correlation.id.as_deref().map(str::as_bytes));
-        let Some(kept) = sampling::decide(&self.config.sampling, key, &outcome) else {
+        let outcome = outcome(exchange, is_grpc_call(&exchange.request_headers));
+        let in_rate = in_rate.unwrap_or_else(|| {
+            let key = request_id.or(correlation.id.as_deref().map(str::as_bytes));
+            sampling::in_rate(&self.config.sampling, key)
+        });
+        let Some(kept) = sampling::decide_given(&self.config.sampling, in_rate, &outcome) else {
             bump(host, self.stats.sampled_out);
             return None;
         };

@@ -62,15 +62,48 @@ pub enum Kept {
 }
 
 pub fn decide(sampling: &Sampling, sampling_key: Option<&[u8]>, outcome: &Outcome) -> Option<Kept> {
-    let in_rate = match sampling_key {
+    decide_given(sampling, in_rate(sampling, sampling_key), outcome)
+}
+
+/// The half of the decision that needs only the request's id: known when the request arrives.
+pub fn in_rate(sampling: &Sampling, sampling_key: Option<&[u8]>) -> bool {
+    match sampling_key {
         _ if sampling.rate >= 1.0 => true,
         Some(key) => position(key) < sampling.rate,
         None => false,
-    };
+    }
+}
+
+/// [`decide`] once [`in_rate`] is known.
+pub fn decide_given(sampling: &Sampling, in_rate: bool, outcome: &Outcome) -> Option<Kept> {
     if in_rate {
         return Some(Kept::Sampled);
     }
     keep_class(&sampling.always_keep, sampling.slow_ms, outcome).map(Kept::Class)
+}
+
+/// What the `always_keep` classes read of a request's outcome: all a request outside the rate
+/// costs at its end, before it is known whether it is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepInputs {
+    pub status: bool,
+    /// gRPC classes: whether the call is gRPC, and its status.
+    pub grpc: bool,
+    pub response_flags: bool,
+    pub duration: bool,
+    pub fallback: bool,
+    pub breaker: bool,
+}
+
+pub fn keep_inputs(keep: &KeepClasses) -> KeepInputs {
+    KeepInputs {
+        status: !keep.statuses.is_empty(),
+        grpc: !keep.grpc_statuses.is_empty() || keep.grpc_error,
+        response_flags: keep.response_flags,
+        duration: keep.slow,
+        fallback: keep.fallback,
+        breaker: keep.breaker_rejected,
+    }
 }
 
 fn keep_class(keep: &KeepClasses, slow_ms: u64, outcome: &Outcome) -> Option<&'static str> {
@@ -163,6 +196,70 @@ mod tests {
             let low = decide(&sampling(0.1), Some(id.as_bytes()), &Outcome::default()).is_some();
             let high = decide(&sampling(0.5), Some(id.as_bytes()), &Outcome::default()).is_some();
             assert!(!low || high, "{id}");
+        }
+    }
+
+    /// The short path of a request outside the rate reads only [`keep_inputs`]: for every
+    /// combination of classes, an outcome reduced to those inputs is kept exactly when the
+    /// whole one is.
+    #[test]
+    fn what_keep_inputs_leaves_out_never_changes_the_decision() {
+        let mut rng = Rng::new(11);
+        for mask in 0u32..128 {
+            let on = |bit: u32| mask & (1 << bit) != 0;
+            let mut s = sampling(0.0);
+            s.slow_ms = 500;
+            s.always_keep = KeepClasses {
+                statuses: if on(0) {
+                    StatusSet::from_specs(&[StatusSpec {
+                        low: 500,
+                        high: 599,
+                    }])
+                } else {
+                    StatusSet::default()
+                },
+                grpc_statuses: if on(1) {
+                    GrpcStatusSet::of(&[14])
+                } else {
+                    GrpcStatusSet::default()
+                },
+                grpc_error: on(2),
+                fallback: on(3),
+                breaker_rejected: on(4),
+                slow: on(5),
+                response_flags: on(6),
+            };
+            let needs = keep_inputs(&s.always_keep);
+            for _ in 0..200 {
+                let pick = |rng: &mut Rng, n: u64| rng.next_u64() % n;
+                let full = Outcome {
+                    status: [None, Some(200), Some(404), Some(503)][pick(&mut rng, 4) as usize],
+                    grpc: (pick(&mut rng, 2) == 0).then(|| GrpcOutcome {
+                        status: [None, Some(0), Some(14), Some(-1)][pick(&mut rng, 4) as usize],
+                    }),
+                    response_flags: pick(&mut rng, 3),
+                    duration_ms: pick(&mut rng, 1000),
+                    fallback_served: pick(&mut rng, 2) == 0,
+                    breaker_rejected: pick(&mut rng, 2) == 0,
+                };
+                let reduced = Outcome {
+                    status: full.status.filter(|_| needs.status),
+                    grpc: full.grpc.filter(|_| needs.grpc),
+                    response_flags: if needs.response_flags {
+                        full.response_flags
+                    } else {
+                        0
+                    },
+                    duration_ms: if needs.duration { full.duration_ms } else { 0 },
+                    fallback_served: full.fallback_served && needs.fallback,
+                    breaker_rejected: full.breaker_rejected && needs.breaker,
+                };
+                assert_eq!(
+                    decide_given(&s, false, &full),
+                    decide_given(&s, false, &reduced),
+                    "classes {mask:#09b}, {full:?}"
+                );
+            }
         }
     }
 
