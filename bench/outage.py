@@ -48,7 +48,7 @@ UPSTREAM_BODY = '["rec-1","rec-2","rec-3"]'
 ACCESS_LOG = {
     "start": "%START_TIME(%s.%3f)%", "duration_ms": "%DURATION%", "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%", "details": "%RESPONSE_CODE_DETAILS%", "upstream": "%UPSTREAM_HOST%",
-    "circuit_breaker": access_log_field("circuit_breaker"), "served": access_log_field("fallback_served"),
+    "circuit_breaker": access_log_field("circuit_breaker"), "fallback": access_log_field("fallback"),
 }  # fmt: skip
 
 # Envoy's native passive health check on the one-host upstream cluster. In the default mode
@@ -232,7 +232,8 @@ def run(tmp: Path, quick: bool, short: bool = False) -> dict:
         for i, name in enumerate(variants):
             requests = load.oha_requests(dbs[name])
             lines = (tmp / f"outage-{i}.log").read_text().splitlines()
-            entries = [split_parts(json.loads(line)) for line in lines if line.strip()]  # decision, state
+            # decision, state and breaker; fallback_served, fallback_trigger and fallback_rule
+            entries = [split_parts(json.loads(line)) for line in lines if line.strip()]
             summary = summarize(requests, entries, hang_at, heal_at, healed > 0, counts_at_heal[name] - counts_at_hang[name],
                                 hang_after_s)
             if name in ejections:
@@ -250,7 +251,7 @@ def upstream_2xx(entry: dict) -> bool:
     """A 2xx the upstream itself gave (not the fallback's replacement of a failure, nor a reply
     of a filter)."""
     return (200 <= int(entry["status"]) < 300 and not absent(entry["upstream"]) and absent(entry["flags"])
-            and (absent(entry["served"]) or entry["served"] == "none"))  # fmt: skip
+            and (absent(entry["fallback_served"]) or entry["fallback_served"] == "none"))  # fmt: skip
 
 
 def summarize(requests, entries, hang_at: float | None, heal_at: float, healed: bool, upstream_during_hang: int,

@@ -168,7 +168,7 @@ def fallback_floor_calls() -> dict:
 LOG_PROPERTIES = [["request", "time"], ["request", "protocol"], ["response", "code"], ["response", "flags"],
                   ["response", "code_details"], ["request", "duration"], ["request", "size"], ["response", "size"],
                   ["upstream", "address"], ["xds", "cluster_name"], ["xds", "route_name"], ["source", "address"],
-                  ["breakwater.circuit_breaker"], ["breakwater.fallback.served"]]  # fmt: skip
+                  ["breakwater.circuit_breaker"], ["breakwater.fallback"]]  # fmt: skip
 # The record of the `log` variant's request (the chain's has the breaker's and fallback's fields).
 RECORD_BYTES = {"log": 1021, "chain": 1176}
 

@@ -14,9 +14,9 @@ from tests.harness.envoy import assert_no_wasm_failure
 
 # Every access-log line carries the filters' filter state (Envoy prints "-" when unset), each
 # field named as in the filter-state contract (`breakwater contract`); the parser adds the parts
-# of `circuit_breaker` (`decision`, `state`, `breaker`).
-_STATE_FIELDS = ("circuit_breaker", "outcome", "fallback_rule", "fallback_trigger", "fallback_served",
-                 "fallback_cache")
+# of `circuit_breaker` (`decision`, `state`, `breaker`) and `fallback` (`fallback_served`,
+# `fallback_trigger`, `fallback_rule`).
+_STATE_FIELDS = ("circuit_breaker", "outcome", "fallback", "fallback_cache")
 ACCESS_LOG_FORMAT = (
     "path=%REQ(:PATH)% authority=%REQ(:AUTHORITY)% status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% "
     + " ".join(f"{name}={access_log_field(name)}" for name in _STATE_FIELDS)

@@ -34,7 +34,7 @@ mod tests {
     use super::*;
 
     /// The rows of the README's filter-state tables (those headed `| key | value… |`): (key,
-    /// values) from lines like ``| `breakwater.fallback.served` | `static`, `stale` | … |``.
+    /// values) from lines like ``| `breakwater.fallback.cache` | `stored` | … |``.
     fn readme_rows() -> Vec<(String, Vec<String>)> {
         table_rows("| key | value")
     }

@@ -42,14 +42,29 @@ pub mod breaker {
 
 /// Keys the fallback filter writes when a rule is triggered (`CACHE` when it stores).
 pub mod fallback {
-    /// The name of the rule that was triggered.
-    pub const RULE: &str = "breakwater.fallback.rule";
-    /// What triggered it: a [`super::FallbackTrigger`].
-    pub const TRIGGER: &str = "breakwater.fallback.trigger";
-    /// Which source answered: a [`super::FallbackServed`].
-    pub const SERVED: &str = "breakwater.fallback.served";
+    /// What the fallback did for a triggered response: a [`super::FallbackAnswer`] (which source
+    /// answered, the trigger and the rule in one value).
+    pub const ANSWER: &str = "breakwater.fallback";
     /// What happened to a good response in the stale cache: a [`super::CacheEvent`].
     pub const CACHE: &str = "breakwater.fallback.cache";
+}
+
+/// Joins the parts of a value made of parts ([`KeySpec::parts`]) with commas.
+fn join_parts(parts: &[&str]) -> String {
+    let mut value = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            value.push(',');
+        }
+        value.push_str(part);
+    }
+    value
+}
+
+/// Splits a value made of `N` parts: missing parts are empty, the last one keeps any commas.
+fn split_parts<const N: usize>(value: &[u8]) -> [&[u8]; N] {
+    let mut parts = value.splitn(N, |b| *b == b',');
+    std::array::from_fn(|_| parts.next().unwrap_or_default())
 }
 
 /// Keys the log-enrichment filter writes at the end of every logged request.
@@ -77,23 +92,16 @@ pub struct BreakerCall<'a> {
 impl<'a> BreakerCall<'a> {
     /// The value the breaker writes.
     pub fn encode(decision: BreakerDecision, state: &str, breaker: &str) -> String {
-        let decision = decision.as_str();
-        let mut value = String::with_capacity(decision.len() + state.len() + breaker.len() + 2);
-        value.push_str(decision);
-        value.push(',');
-        value.push_str(state);
-        value.push(',');
-        value.push_str(breaker);
-        value
+        join_parts(&[decision.as_str(), state, breaker])
     }
 
     /// Reads a value the breaker wrote; missing parts are empty.
     pub fn parse(value: &'a [u8]) -> BreakerCall<'a> {
-        let mut parts = value.splitn(3, |b| *b == b',');
+        let [decision, state, breaker] = split_parts(value);
         BreakerCall {
-            decision: parts.next().unwrap_or_default(),
-            state: parts.next().unwrap_or_default(),
-            breaker: parts.next().unwrap_or_default(),
+            decision,
+            state,
+            breaker,
         }
     }
 
@@ -151,8 +159,37 @@ values! {
     }
 }
 
+/// The value of [`fallback::ANSWER`]: `<served>,<trigger>,<rule>`, e.g.
+/// `stale,status,recommendations`. Rule names never contain a comma (config refuses them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FallbackAnswer<'a> {
+    /// A [`FallbackServed`].
+    pub served: &'a [u8],
+    /// A [`FallbackTrigger`].
+    pub trigger: &'a [u8],
+    /// The name of the rule that was triggered.
+    pub rule: &'a [u8],
+}
+
+impl<'a> FallbackAnswer<'a> {
+    /// The value the fallback writes.
+    pub fn encode(served: &str, trigger: Option<FallbackTrigger>, rule: &str) -> String {
+        join_parts(&[served, trigger.map_or("", FallbackTrigger::as_str), rule])
+    }
+
+    /// Reads a value the fallback wrote; missing parts are empty.
+    pub fn parse(value: &'a [u8]) -> FallbackAnswer<'a> {
+        let [served, trigger, rule] = split_parts(value);
+        FallbackAnswer {
+            served,
+            trigger,
+            rule,
+        }
+    }
+}
+
 values! {
-    /// [`fallback::TRIGGER`].
+    /// [`FallbackAnswer::trigger`].
     FallbackTrigger {
         /// The response's status is in `on.statuses`.
         Status => "status",
@@ -166,7 +203,7 @@ values! {
 }
 
 values! {
-    /// [`fallback::SERVED`].
+    /// [`FallbackAnswer::served`].
     FallbackServed {
         Static => "static",
         Stale => "stale",
@@ -239,25 +276,24 @@ pub const CONTRACT: &[KeySpec] = &[
         parts: &[],
     },
     KeySpec {
-        name: "fallback_rule",
-        key: fallback::RULE,
+        name: "fallback",
+        key: fallback::ANSWER,
         writer: "fallback",
         values: Vec::new,
-        parts: &[],
-    },
-    KeySpec {
-        name: "fallback_trigger",
-        key: fallback::TRIGGER,
-        writer: "fallback",
-        values: || names(FallbackTrigger::ALL, FallbackTrigger::as_str),
-        parts: &[],
-    },
-    KeySpec {
-        name: "fallback_served",
-        key: fallback::SERVED,
-        writer: "fallback",
-        values: || names(FallbackServed::ALL, FallbackServed::as_str),
-        parts: &[],
+        parts: &[
+            PartSpec {
+                name: "fallback_served",
+                values: || names(FallbackServed::ALL, FallbackServed::as_str),
+            },
+            PartSpec {
+                name: "fallback_trigger",
+                values: || names(FallbackTrigger::ALL, FallbackTrigger::as_str),
+            },
+            PartSpec {
+                name: "fallback_rule",
+                values: Vec::new,
+            },
+        ],
     },
     KeySpec {
         name: "fallback_cache",
@@ -310,6 +346,18 @@ mod tests {
         assert_eq!(BreakerCall::parse(b"rejected").breaker, b"");
         assert_eq!(BreakerCall::parse(b"").decision(), None);
         assert_eq!(BreakerCall::parse(b"passed,closed,a,b").breaker, b"a,b");
+    }
+
+    #[test]
+    fn a_fallback_answer_reads_back() {
+        let value = FallbackAnswer::encode("stale", Some(FallbackTrigger::BreakerOpen), "popular");
+        assert_eq!(value, "stale,breaker_open,popular");
+        let answer = FallbackAnswer::parse(value.as_bytes());
+        assert_eq!(
+            (answer.served, answer.trigger, answer.rule),
+            (&b"stale"[..], &b"breaker_open"[..], &b"popular"[..])
+        );
+        assert_eq!(FallbackAnswer::encode("none", None, "r"), "none,,r");
     }
 
     #[test]

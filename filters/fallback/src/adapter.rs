@@ -11,7 +11,9 @@
 
 use crate::config::FallbackConfig;
 use crate::engine::{Capture, Engine, OnResponse, Plan, ResponseView, Step, WorkerState};
-use breakwater_common::filter_state::{fallback as keys, CacheEvent, FallbackServed};
+use breakwater_common::filter_state::{
+    fallback as keys, CacheEvent, FallbackAnswer, FallbackServed,
+};
 use breakwater_common::flags::decode_flags;
 use breakwater_common::grpc;
 use breakwater_envoy::{self as envoy, shim, Envoy};
@@ -122,6 +124,13 @@ fn status_of(headers: &[(Vec<u8>, Vec<u8>)]) -> Option<u32> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
+/// What the fallback did for a triggered response, in one filter-state value (written once the
+/// source that answered, or that none did, is known).
+fn write_answer(engine: &Engine, plan: &Plan, served: &str) {
+    let value = FallbackAnswer::encode(served, plan.trigger, engine.rule_name(plan));
+    envoy::set_filter_state(keys::ANSWER, value.as_bytes());
+}
+
 impl FallbackStream {
     /// Carries out engine steps until one replies, waits for a callout, or gives up.
     /// Returns whether the response stays paused.
@@ -151,11 +160,11 @@ impl FallbackStream {
                     .is_ok()
                     {
                         self.replied = true;
-                        envoy::set_filter_state(keys::SERVED, reply.source.as_bytes());
+                        write_answer(engine, plan, reply.source);
                         return true;
                     }
                     // The reply could not be sent: the original response goes on.
-                    envoy::set_filter_state(keys::SERVED, FallbackServed::None.as_str().as_bytes());
+                    write_answer(engine, plan, FallbackServed::None.as_str());
                     return false;
                 }
                 Step::Call(call) => {
@@ -169,7 +178,7 @@ impl FallbackStream {
                     }
                 }
                 Step::Exhausted => {
-                    envoy::set_filter_state(keys::SERVED, FallbackServed::None.as_str().as_bytes());
+                    write_answer(engine, plan, FallbackServed::None.as_str());
                     return false;
                 }
             }
@@ -249,9 +258,7 @@ impl HttpContext for FallbackStream {
             )
         };
         match decision {
-            OnResponse::Fallback(trigger) => {
-                envoy::set_filter_state(keys::RULE, engine.rule_name(plan).as_bytes());
-                envoy::set_filter_state(keys::TRIGGER, trigger.as_str().as_bytes());
+            OnResponse::Fallback(_) => {
                 let step = engine.next_step(&Envoy, plan);
                 if self.run(&engine, step) {
                     Action::Pause

@@ -13,7 +13,9 @@
 use crate::config::LogConfig;
 use crate::correlation::{uuid_v4, Action as CorrelationAction, Decision};
 use crate::engine::{is_grpc_call, BodyCapture, BreakerView, Engine, Exchange, FallbackView};
-use breakwater_common::filter_state::{breaker, fallback, log as keys, BreakerCall};
+use breakwater_common::filter_state::{
+    breaker, fallback, log as keys, BreakerCall, FallbackAnswer,
+};
 use breakwater_common::flags::{decode_flags, decode_u64};
 use breakwater_common::grpc;
 use breakwater_common::rng::Rng;
@@ -155,19 +157,14 @@ fn breaker_view() -> Option<BreakerView> {
     })
 }
 
-/// The fallback's filter state; with `whole`, its rule and trigger too.
-fn fallback_view(whole: bool) -> Option<FallbackView> {
-    let served = envoy::property(&[fallback::SERVED])?;
-    let read = |key| {
-        whole
-            .then(|| envoy::property(&[key]))
-            .flatten()
-            .unwrap_or_default()
-    };
+/// The fallback's filter state (one value: served, trigger and rule).
+fn fallback_view() -> Option<FallbackView> {
+    let value = envoy::property(&[fallback::ANSWER])?;
+    let answer = FallbackAnswer::parse(&value);
     Some(FallbackView {
-        served,
-        rule: read(fallback::RULE),
-        trigger: read(fallback::TRIGGER),
+        served: answer.served.to_vec(),
+        rule: answer.rule.to_vec(),
+        trigger: answer.trigger.to_vec(),
     })
 }
 
@@ -187,7 +184,7 @@ impl LogStream {
             },
             duration_nanos: needs.duration.then(duration_nanos).flatten(),
             breaker: needs.breaker.then(breaker_view).flatten(),
-            fallback: needs.fallback.then(|| fallback_view(false)).flatten(),
+            fallback: needs.fallback.then(fallback_view).flatten(),
             ..Exchange::default()
         };
         engine.kept_outside_rate(&Envoy, &partial, grpc)
@@ -326,7 +323,7 @@ impl HttpContext for LogStream {
             route: envoy::property(&["xds", "route_name"]),
             source_address: envoy::property(&["source", "address"]),
             breaker: breaker_view(),
-            fallback: fallback_view(true),
+            fallback: fallback_view(),
             request_body: self.request_body.take(),
             response_body: self.response_body.take(),
         };
