@@ -59,14 +59,7 @@ where
     S: SharedStore + ?Sized,
     F: FnMut(Option<&[u8]>) -> Update<T>,
 {
-    cas_update_remembering(
-        store,
-        key,
-        &mut Snapshot::default(),
-        Speculate::No,
-        max_attempts,
-        f,
-    )
+    update_loop(store, key, None, max_attempts, f)
 }
 
 /// Whether [`cas_update_remembering`] first tries to write on its snapshot.
@@ -125,6 +118,22 @@ where
             }
         }
     }
+    update_loop(store, key, Some(snapshot), max_attempts, f)
+}
+
+/// Read → `f` → compare-and-swap, retried; with a snapshot, a read that ends in Keep is
+/// remembered there and a write invalidates it. Without one, nothing is copied.
+fn update_loop<S, T, F>(
+    store: &S,
+    key: &str,
+    mut snapshot: Option<&mut Snapshot>,
+    max_attempts: u32,
+    mut f: F,
+) -> Result<(T, u32), CasError>
+where
+    S: SharedStore + ?Sized,
+    F: FnMut(Option<&[u8]>) -> Update<T>,
+{
     for attempt in 1..=max_attempts.max(1) {
         let current = store.get(key).map_err(CasError::Host)?;
         let (value, cas) = match &current {
@@ -133,7 +142,7 @@ where
         };
         match f(value) {
             Update::Keep(result) => {
-                if let Some((value, cas)) = current {
+                if let (Some(snapshot), Some((value, cas))) = (snapshot.as_deref_mut(), current) {
                     if snapshot.key != key {
                         snapshot.key.clear();
                         snapshot.key.push_str(key);
@@ -145,7 +154,7 @@ where
             }
             Update::Write(bytes, result) => match store.set(key, &bytes, cas) {
                 Ok(()) => {
-                    if snapshot.holds(key) {
+                    if let Some(snapshot) = snapshot.filter(|s| s.holds(key)) {
                         snapshot.cas = 0; // its token is stale now
                     }
                     return Ok((result, attempt));

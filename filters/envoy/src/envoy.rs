@@ -11,8 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 pub use proxy_wasm;
 
 /// The `count-host-calls` build (for `make bench`'s host-call counts, never shipped) adds one
-/// to the Envoy counter `breakwater.host_calls.<kind>` for each host call a filter makes per
-/// request (configuration excluded); in every other build this is nothing.
+/// to the Envoy counter `breakwater.host_calls.<kind>` for each host call a filter makes
+/// (configuration's too: bench/host_calls.py counts per request as a difference over requests;
+/// the counting's own calls are not counted); in every other build this is nothing.
 #[cfg(feature = "count-host-calls")]
 pub(crate) fn count_host_call(kind: &'static str) {
     use std::cell::RefCell;

@@ -300,8 +300,9 @@ impl HttpContext for LogStream {
         }
         // In `on_log` a map that is gone (the client left) is empty, never an error.
         let request_headers = shim::header_map_pairs(MapType::HttpRequestHeaders);
+        let grpc = is_grpc_call(&request_headers);
         // Read for gRPC calls only: HTTP requests pay no host call for it.
-        let grpc_status = is_grpc_call(&request_headers).then(grpc_status).flatten();
+        let grpc_status = grpc.then(grpc_status).flatten();
         let exchange = Exchange {
             start_unix_nanos: property_u64(&["request", "time"]),
             request_headers,
@@ -327,7 +328,7 @@ impl HttpContext for LogStream {
             request_body: self.request_body.take(),
             response_body: self.response_body.take(),
         };
-        let Some(record) = engine.finish_given(&Envoy, &exchange, &correlation, self.in_rate)
+        let Some(record) = engine.finish_given(&Envoy, &exchange, &correlation, self.in_rate, grpc)
         else {
             return;
         };

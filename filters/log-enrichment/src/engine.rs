@@ -332,20 +332,23 @@ impl Engine {
         exchange: &Exchange,
         correlation: &Decision,
     ) -> Option<Record> {
-        self.finish_given(host, exchange, correlation, None)
+        let grpc = is_grpc_call(&exchange.request_headers);
+        self.finish_given(host, exchange, correlation, None, grpc)
     }
 
-    /// [`Engine::finish`] with the adapter's request-time [`Engine::in_rate`] (`None`: decided
-    /// here, from the same key).
+    /// [`Engine::finish`] with what the adapter already knows: its request-time
+    /// [`Engine::in_rate`] (`None`: decided here, from the same key) and whether the request is
+    /// a gRPC call ([`is_grpc_call`] of its headers, which the adapter needs first).
     pub fn finish_given<H: Host + ?Sized>(
         &self,
         host: &H,
         exchange: &Exchange,
         correlation: &Decision,
         in_rate: Option<bool>,
+        grpc: bool,
     ) -> Option<Record> {
         let request_id = header(&exchange.request_headers, "x-request-id");
-        let outcome = outcome(exchange, is_grpc_call(&exchange.request_headers));
+        let outcome = outcome(exchange, grpc);
         let in_rate = in_rate.unwrap_or_else(|| {
             let key = request_id.or(correlation.id.as_deref().map(str::as_bytes));
             sampling::in_rate(&self.config.sampling, key)
