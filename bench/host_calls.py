@@ -31,6 +31,7 @@ from typing import Callable
 from bench.variants import (
     FAIL_PATH,
     HEADERS,
+    LEAN_PATH,
     PII_HEADERS,
     PII_PATH,
     TYPICAL_PATH,
@@ -38,6 +39,7 @@ from bench.variants import (
     breaker_config,
     fallback_config,
     log_config,
+    log_lean_config,
 )
 from tests.harness import Envoy, Upstream, request
 from tests.harness.config import ROUTER_FILTER, socket_address, static_cluster, wasm_filter
@@ -78,8 +80,8 @@ def fallback(serve: tuple[str, ...] = ("stale", "static")) -> dict:
     return counting("fallback", fallback_config(serve))
 
 
-def log(rate: float = 1.0) -> dict:
-    config = log_config()
+def log(rate: float = 1.0, lean: bool = False) -> dict:
+    config = log_lean_config() if lean else log_config()
     config["sampling"]["rate"] = rate
     return counting("log-enrichment", config)
 
@@ -115,7 +117,9 @@ CASES = [
     Case("log", "typical (every record kept)", lambda: [log()], OK),
     Case("log", "personal data to redact", lambda: [log()], OK, url_path=PII_PATH, headers=PII_HEADERS),
     Case("log", "sampled out (rate 0, a 200)", lambda: [log(0.0)], OK),
+    Case("log", LEAN_PATH, lambda: [log(lean=True)], OK),
     Case("chain", "healthy (log → fallback → breaker)", lambda: [log(), fallback(), breaker()], OK),
+    Case("chain", f"healthy, {LEAN_PATH}", lambda: [log(lean=True), fallback(), breaker()], OK),
 ]  # fmt: skip
 
 

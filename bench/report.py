@@ -78,11 +78,17 @@ FLOOR_GOALS = [
     ("full chain / bare Envoy", "chain", "bare", "tput", 0.55),
     ("full chain / the same chain in Lua", "chain", "lua-chain", "tput", 1.5),
     ("open breaker p99 / Envoy `direct_response` p99", "breaker-open", "direct-response", "p99", 1.10),
+    # Both modes of log enrichment are measured; these are the lean one (`envoy_fields: "access_log"`).
+    ("lean log enrichment / its floor", "log-lean", "floor-log-lean", "tput", 0.95),
+    ("lean log enrichment / empty filter", "log-lean", "empty-wasm", "tput", 0.80),
+    ("full chain, lean log / bare Envoy", "chain-lean", "bare", "tput", 0.55),
+    ("full chain, lean log / the same chain in Lua", "chain-lean", "lua-chain", "tput", 1.5),
 ]
 # Context: what the host calls alone cost.
 FLOOR_CONTEXT = [("floor-breaker", "empty-wasm"), ("floor-fallback", "empty-wasm"), ("floor-log", "empty-wasm"),
                  ("fallback", "floor-fallback"),
-                 ("floor-chain", "bare"), ("chain", "floor-chain")]  # fmt: skip
+                 ("floor-chain", "bare"), ("chain", "floor-chain"), ("floor-log-lean", "empty-wasm"),
+                 ("floor-chain-lean", "bare"), ("chain-lean", "floor-chain-lean"), ("log-lean", "log")]  # fmt: skip
 
 
 def cpu_ratios(results: dict, a: str, b: str) -> list[float]:

@@ -71,11 +71,15 @@ def work_done(variant: Variant, envoy: Envoy, completed: int) -> dict:
         "log": ("breakwater.log.records", completed),
         "log-pii": ("breakwater.log.records", completed),
         "chain": ("breakwater.log.records", completed),
+        "log-lean": ("breakwater.log.records", completed),
+        "chain-lean": ("breakwater.log.records", completed),
         "breaker-open": ("breakwater.circuit_breaker.recommendations.rejected", completed),
         "fallback-static": ("breakwater.fallback.recommendations.served.static", completed),
         "floor-breaker": ("breakwater.floor.calls", completed),
         "floor-log": ("breakwater.floor.records", completed),
         "floor-chain": ("breakwater.floor.records", completed),
+        "floor-log-lean": ("breakwater.floor.records", completed),
+        "floor-chain-lean": ("breakwater.floor.records", completed),
     }
     if variant.name not in counters:
         return {}

@@ -16,7 +16,7 @@ from typing import Callable
 import yaml
 
 from tests.harness.config import ROUTER_FILTER, dist_module, socket_address, static_cluster, wasm_filter
-from tests.harness.contract import access_log_field
+from tests.harness.contract import access_log_field, contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMPTY_FILTER = REPO_ROOT / "dist" / "bench" / "empty_filter.wasm"
@@ -78,6 +78,11 @@ def log_config() -> dict:
     return config
 
 
+def log_lean_config() -> dict:
+    """log_config with `envoy_fields: "access_log"`: Envoy's operators print what Envoy has."""
+    return {**log_config(), "envoy_fields": "access_log"}
+
+
 def breaker() -> dict:
     return wasm_filter("circuit-breaker", str(dist_module("circuit_breaker")), breaker_config())
 
@@ -88,6 +93,18 @@ def fallback() -> dict:
 
 def log() -> dict:
     return wasm_filter("log-enrichment", str(dist_module("log_enrichment")), log_config())
+
+
+def log_lean() -> dict:
+    return wasm_filter("log-enrichment", str(dist_module("log_enrichment")), log_lean_config())
+
+
+def lean_record_log(path: str) -> dict:
+    """The access log of `envoy_fields: "access_log"`: Envoy's operators and the record's members
+    in one JSON object per request (the contract's format)."""
+    log = record_log(path)
+    log["typed_config"]["log_format"]["text_format_source"]["inline_string"] = contract()["access_log_format"] + "\n"
+    return log
 
 
 def record_log(path: str) -> dict:
@@ -169,13 +186,19 @@ LOG_PROPERTIES = [["request", "time"], ["request", "protocol"], ["response", "co
                   ["response", "code_details"], ["request", "duration"], ["request", "size"], ["response", "size"],
                   ["upstream", "address"], ["xds", "cluster_name"], ["xds", "route_name"], ["source", "address"],
                   ["breakwater.circuit_breaker"], ["breakwater.fallback"]]  # fmt: skip
-# The record of the `log` variant's request (the chain's has the breaker's and fallback's fields).
-RECORD_BYTES = {"log": 1021, "chain": 1176}
+# What `envoy_fields: "access_log"` leaves to the access log's operators.
+LEFT_TO_ACCESS_LOG = [["request", "time"], ["request", "protocol"], ["response", "code"], ["response", "flags"],
+                      ["request", "duration"], ["request", "size"], ["response", "size"], ["upstream", "address"],
+                      ["xds", "cluster_name"], ["xds", "route_name"]]  # fmt: skip
+# The record of the `log` variant's request (the chain's has the breaker's and fallback's fields),
+# whole and (lean) as the members `envoy_fields: "access_log"` writes.
+RECORD_BYTES = {"log": 1021, "chain": 1176, "log-lean": 751, "chain-lean": 906}
 
 
-def log_floor_calls(record_bytes: int = RECORD_BYTES["log"]) -> dict:
-    """Log enrichment, every record kept, a correlation id generated."""
-    properties = LOG_PROPERTIES
+def log_floor_calls(record_bytes: int = RECORD_BYTES["log"], lean: bool = False) -> dict:
+    """Log enrichment, every record kept, a correlation id generated (`lean`: under
+    `envoy_fields: "access_log"`)."""
+    properties = [p for p in LOG_PROPERTIES if not (lean and p in LEFT_TO_ACCESS_LOG)]
     return {
         "request_headers": [{"request_header": "x-correlation-id"}, "random", {"set_request_header": "x-correlation-id"},
                             {"metric": "breakwater.floor.generated"}],
@@ -196,12 +219,17 @@ def floor_call_count(calls: dict) -> int:
 
 
 # Which floor stands for which filter, and the path of bench/host_calls.py it mirrors.
+LEAN_PATH = 'lean (envoy_fields: "access_log")'
 FLOORS = {
     "floor-breaker": ("breaker", "breaker", "healthy", [breaker_floor_calls()]),
     "floor-fallback": ("fallback", "fallback", "healthy (stale source keeps the response)", [fallback_floor_calls()]),
     "floor-log": ("log", "log", "typical (every record kept)", [log_floor_calls()]),
     "floor-chain": ("chain", "chain", "healthy (log → fallback → breaker)",
                     [log_floor_calls(RECORD_BYTES["chain"]), fallback_floor_calls(), breaker_floor_calls()]),
+    "floor-log-lean": ("log-lean", "log", LEAN_PATH, [log_floor_calls(RECORD_BYTES["log-lean"], lean=True)]),
+    "floor-chain-lean": ("chain-lean", "chain", f"healthy, {LEAN_PATH}",
+                         [log_floor_calls(RECORD_BYTES["chain-lean"], lean=True), fallback_floor_calls(),
+                          breaker_floor_calls()]),
 }  # fmt: skip
 
 
@@ -269,6 +297,10 @@ VARIANTS = [
             lambda: [floor(c) for c in FLOORS["floor-log"][3]], record_log),
     Variant("floor-chain", "floor", "only the chain's host calls, as three filters",
             lambda: [floor(c) for c in FLOORS["floor-chain"][3]], record_log),
+    Variant("floor-log-lean", "floor", "only lean log enrichment's host calls (typical record)",
+            lambda: [floor(c) for c in FLOORS["floor-log-lean"][3]], lean_record_log),
+    Variant("floor-chain-lean", "floor", "only the chain's host calls with lean log enrichment",
+            lambda: [floor(c) for c in FLOORS["floor-chain-lean"][3]], lean_record_log),
     Variant("breaker", "breakwater", "circuit breaker, closed and matching", lambda: [breaker()]),
     Variant("fallback", "breakwater", "fallback, rule matching, stale source storing", lambda: [fallback()]),
     Variant("log", "breakwater", "log enrichment, all detectors, no PII in the request, record access log",
@@ -277,6 +309,10 @@ VARIANTS = [
             lambda: [log()], record_log, PII_PATH, dict(PII_HEADERS)),
     Variant("chain", "breakwater", "log enrichment → fallback → breaker, record access log",
             lambda: [log(), fallback(), breaker()], record_log),
+    Variant("log-lean", "breakwater", 'log enrichment as `log`, `envoy_fields: "access_log"`, lean access log',
+            lambda: [log_lean()], lean_record_log),
+    Variant("chain-lean", "breakwater", "the chain with lean log enrichment, lean access log",
+            lambda: [log_lean(), fallback(), breaker()], lean_record_log),
     Variant("lua-breaker", "lua", "the breaker in Lua", lambda: [lua("circuit_breaker")]),
     Variant("lua-fallback", "lua", "the fallback in Lua", lambda: [lua("fallback")]),
     Variant("lua-log", "lua", "log enrichment in Lua, record access log", lambda: [lua("log_enrichment")], lua_record_log),

@@ -513,7 +513,7 @@ def test_module_is_at_most_512_kib():
     assert dist_module("circuit_breaker").stat().st_size <= 512 * 1024
 
 
-@pytest.mark.parametrize("config", ["envoy/demo.yaml", "envoy/circuit-breaker.yaml", "envoy/fallback.yaml", "envoy/fallback-redis.yaml", "envoy/log-enrichment.yaml"])
+@pytest.mark.parametrize("config", ["envoy/demo.yaml", "envoy/circuit-breaker.yaml", "envoy/fallback.yaml", "envoy/fallback-redis.yaml", "envoy/log-enrichment.yaml", "envoy/log-enrichment-lean.yaml"])
 def test_shipped_envoy_configs_validate(config):
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", config, "--use-dynamic-base-id"],

@@ -84,7 +84,7 @@ def grpc_envoy(grpc_server: GrpcServer, tmp_path: Path, checked_envoys):
     `.records` the log-enrichment records. Checked for Wasm failures when the test ends."""
     started: list[Envoy] = checked_envoys
 
-    def start(filters: list[dict], route_timeout: str = "5s") -> Envoy:
+    def start(filters: list[dict], route_timeout: str = "5s", lean: bool = False) -> Envoy:
         n = len(started)
         access_log, records = tmp_path / f"access-{n}.log", tmp_path / f"records-{n}.log"
         config = grpc_envoy_config(
@@ -93,7 +93,7 @@ def grpc_envoy(grpc_server: GrpcServer, tmp_path: Path, checked_envoys):
             route_timeout=route_timeout,
             access_log_path=str(access_log),
             access_log_format=GRPC_LOG_FORMAT,
-            access_logs=[record_access_log(str(records))],
+            access_logs=[record_access_log(str(records), lean=lean)],
             balanced=True,
         )
         envoy = Envoy(config, concurrency=2)
@@ -424,6 +424,23 @@ def test_the_record_carries_the_rpc_fields(grpc_envoy, grpc_server):
     assert rpc("trailers-only") == ("grpc", "shop.Catalog", "GetItem", 14, "2")
     assert rpc("stream") == ("grpc", "breakwater.test.Echo", "ServerStream", 0, "2")
     assert rpc("http")[:4] == (None, None, None, None) and rpc("http")[4] == "1.1"
+
+
+def test_the_lean_format_carries_the_rpc_fields_and_envoys_view_of_the_call(grpc_envoy, grpc_server):
+    """`envoy_fields: "access_log"` on gRPC: the filter still reads the gRPC status (Envoy's
+    text format would print it as a name); Envoy prints HTTP/2 and the :status."""
+    envoy = grpc_envoy([log_filter({**LOG_CONFIG, "envoy_fields": "access_log"})], lean=True)
+    assert grpc_call(envoy.port, GET_ITEM, metadata=with_cid("ok")).ok
+    grpc_server.set_mode("status", code="UNAVAILABLE", where="trailers_only")
+    grpc_call(envoy.port, GET_ITEM, metadata=with_cid("trailers-only"))
+    lines = {r["correlation.id"]: r for r in wait_for_records(envoy.records, 2)}
+    for cid, code in (("ok", 0), ("trailers-only", 14)):
+        line = lines[cid]
+        assert (line["rpc.system"], line["rpc.service"], line["rpc.method"], line["rpc.grpc.status_code"]) == (
+            "grpc", "shop.Catalog", "GetItem", code)  # fmt: skip
+        assert (line["envoy.protocol"], line["http.response.status_code"], line["envoy.cluster"]) == (
+            "HTTP/2", 200, "upstream")  # fmt: skip
+        assert "network.protocol.version" not in line
 
 
 @pytest.mark.parametrize("always_keep,kept", [

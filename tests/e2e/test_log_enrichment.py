@@ -30,6 +30,7 @@ from tests.harness import (
     static_cluster,
     wasm_filter,
 )
+from tests.harness.contract import contract
 from tests.harness.envoy import assert_no_wasm_failure, envoy_version, refusal_log_lines
 
 STAT = "wasmcustom.breakwater.log"
@@ -74,13 +75,15 @@ EXAMPLE = {
 
 @pytest.fixture
 def log_envoy(start_envoy, tmp_path):
-    """Envoy with the log filter first (then `after`), writing records to `envoy.records`."""
+    """Envoy with the log filter first (then `after`), writing records to `envoy.records` (with
+    `lean`, in the format of `envoy_fields: "access_log"`)."""
     count = [0]
 
-    def start(configuration: dict = EXAMPLE, after: list[dict] = (), json_format: dict | None = None, **kwargs) -> Envoy:
+    def start(configuration: dict = EXAMPLE, after: list[dict] = (), json_format: dict | None = None,
+              lean: bool = False, **kwargs) -> Envoy:  # fmt: skip
         count[0] += 1
         records = tmp_path / f"records-{count[0]}.log"
-        loggers = [record_access_log(str(records))]
+        loggers = [record_access_log(str(records), lean=lean)]
         if json_format is not None:
             loggers.append(record_access_log(str(tmp_path / f"fields-{count[0]}.log"), json_format))
         envoy = start_envoy([log_filter(configuration), *after], access_logs=loggers, node=NODE, **kwargs)
@@ -682,6 +685,82 @@ def test_json_format_of_separate_keys_matches_the_record(log_envoy):
     assert scalar <= set(fields), scalar - set(fields)
     for key, value in fields.items():
         assert same_value(value, record[key]), (key, value, record[key])
+
+
+# The record's fields that `envoy_fields: "access_log"` leaves to Envoy's operators.
+LEFT_TO_ACCESS_LOG = {
+    "timestamp", "network.protocol.version", "http.response.status_code", "envoy.response_flags", "duration_ms",
+    "http.request.body.size", "http.response.body.size", "upstream.address", "envoy.cluster", "envoy.route",
+}  # fmt: skip
+
+
+def as_whole_record(line: dict) -> dict:
+    """A line of the lean format spelled as the whole record spells it: `network.protocol.version`
+    without "HTTP/", and the fields Envoy prints as "-" (unset) left out."""
+    record = {k: v for k, v in line.items() if v != "-"}
+    record["network.protocol.version"] = record.pop("envoy.protocol").removeprefix("HTTP/")
+    return record
+
+
+def test_access_log_mode_gives_the_whole_records_line_with_envoys_operators(log_envoy, upstream):
+    """`envoy_fields: "access_log"`: the filter reads none of the fields Envoy's operators print,
+    and the format's line says what the whole record says, redaction included."""
+    headers = {"host": "shop.example:8443", "x-tenant-id": "acme", "user-agent": "e2e/1.0", "traceparent": TRACEPARENT}
+    lines = {}
+    for lean in (False, True):
+        config = {**EXAMPLE, "envoy_fields": "access_log"} if lean else EXAMPLE
+        envoy = log_envoy(config, lean=lean)
+        upstream.set_mode("ok")
+        assert request(envoy.url(f"/customers/{EMAIL}?fnr={FNR}"), headers={
+            **headers, "x-request-id": "r-ok", "x-correlation-id": "ok"}).status == 200  # fmt: skip
+        upstream.set_mode("status", code=503)
+        assert request(envoy.url("/customers"), method="POST", body="{}", headers={
+            **headers, "x-request-id": "r-503", "x-correlation-id": "failed"}).status == 503  # fmt: skip
+        lines[lean] = by_correlation_id(wait_for_records(envoy.records, 2))
+        for line in read_lines(envoy.records):
+            keys = [k for k, _ in json.loads(line, object_pairs_hook=lambda pairs: pairs)]
+            assert len(keys) == len(set(keys)), f"a field printed twice: {line}"
+        assert_no_wasm_failure(envoy)
+    for cid in ("ok", "failed"):
+        whole, lean = lines[False][cid], as_whole_record(lines[True][cid])
+        assert set(lines[True][cid]) & LEFT_TO_ACCESS_LOG <= set(ACCESS_LOG_KEYS)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lean.pop("timestamp"))
+        assert isinstance(lean.pop("duration_ms"), int)
+        whole.pop("timestamp"), whole.pop("duration_ms")
+        assert lean == whole, {k: (lean.get(k), whole.get(k)) for k in set(lean) | set(whole) if lean.get(k) != whole.get(k)}
+    assert lines[True]["ok"]["url.path"] == "/customers/[REDACTED:email]"
+    assert lines[True]["failed"]["http.response.status_code"] == 503
+    assert lines[True]["failed"]["http.request.body.size"] == 2
+
+
+# The keys of the lean format's own part (Envoy's operators), as `breakwater contract` gives it.
+ACCESS_LOG_KEYS = ["timestamp", "envoy.protocol", "http.response.status_code", "envoy.response_flags", "duration_ms",
+                   "http.request.body.size", "http.response.body.size", "upstream.address", "envoy.cluster",
+                   "envoy.route"]  # fmt: skip
+
+
+def test_access_log_mode_keeps_only_what_sampling_keeps(log_envoy, upstream):
+    """At rate 0 the filter reads the status for `always_keep` only, and a dropped request
+    prints nothing though the format has Envoy's own fields."""
+    envoy = log_envoy({**EXAMPLE, "envoy_fields": "access_log", "sampling": {"rate": 0.0, "always_keep": ["5xx"]}},
+                      lean=True)  # fmt: skip
+    for n in range(5):
+        assert request(envoy.url(f"/fine/{n}"), headers={"x-correlation-id": f"fine-{n}"}).status == 200
+    upstream.set_mode("status", code=502)
+    assert request(envoy.url("/broken"), headers={"x-correlation-id": "broken"}).status == 502
+    (line,) = wait_for_records(envoy.records, 1)
+    assert (line["correlation.id"], line["http.response.status_code"], line["breakwater.sampling"]) == (
+        "broken", 502, "kept:status")  # fmt: skip
+    assert envoy.stat(f"{STAT}.sampled_out") == 5
+
+
+def test_the_lean_format_is_the_contracts():
+    """envoy/log-enrichment-lean.yaml prints its lines with `breakwater contract`'s format, whose
+    own keys are the ones above."""
+    text = (JSON_FORMAT_PATH.parent / "log-enrichment-lean.yaml").read_text()
+    format = contract()["access_log_format"]
+    assert format in text
+    assert re.findall(r'"([^"]+)":', format.split("%FILTER_STATE")[0]) == ACCESS_LOG_KEYS
 
 
 def same_value(field, recorded) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .contract import key
+from .contract import contract, key
 
 DIST = Path(__file__).resolve().parents[2] / "dist"
 
@@ -209,16 +209,19 @@ def wasm_filter(
     }
 
 
-def record_access_log(path: str, json_format: dict | None = None) -> dict:
+def record_access_log(path: str, json_format: dict | None = None, lean: bool = False) -> dict:
     """A file access log of log-enrichment records, one JSON line per request that the filter
-    kept: the whole record (`wasm.breakwater_log`), or `json_format` built from per-field keys.
-    The CEL filter skips requests sampling dropped (they have no record)."""
+    kept: the whole record (`wasm.breakwater_log`), `json_format` built from per-field keys, or
+    (`lean`, for `envoy_fields: "access_log"`) the contract's format, in which Envoy's operators
+    print what the record leaves out. The CEL filter skips requests sampling dropped (they have
+    no record)."""
     record = key("log_record")
-    log_format = (
-        {"json_format": json_format, "omit_empty_values": True}
-        if json_format is not None
-        else {"text_format_source": {"inline_string": f"%FILTER_STATE(wasm.{record}:PLAIN)%\n"}}
-    )
+    if json_format is not None:
+        log_format = {"json_format": json_format, "omit_empty_values": True}
+    elif lean:
+        log_format = {"text_format_source": {"inline_string": contract()["access_log_format"] + "\n"}}
+    else:
+        log_format = {"text_format_source": {"inline_string": f"%FILTER_STATE(wasm.{record}:PLAIN)%\n"}}
     return {
         "name": "envoy.access_loggers.file",
         "filter": {

@@ -1,6 +1,7 @@
 //! `breakwater contract`: the filter-state keys the filters write and read, with their writer
-//! and values, as JSON (from `breakwater_common::filter_state`). The end-to-end tests build
-//! their access-log formats from it, and a test below holds the README's tables to it.
+//! and values, as JSON (from `breakwater_common::filter_state`), and the access-log format of
+//! log enrichment's `envoy_fields: "access_log"`. The end-to-end tests build their access-log
+//! formats from it, and tests below hold the README and the shipped configs to it.
 
 use breakwater_common::filter_state::{log, CONTRACT};
 use serde_json::{json, Map, Value};
@@ -20,7 +21,16 @@ pub fn contract() -> Value {
             )
         })
         .collect();
-    json!({"keys": keys, "log_field_prefix": log::FIELD_PREFIX})
+    json!({
+        "keys": keys,
+        "log_field_prefix": log::FIELD_PREFIX,
+        "access_log_format": access_log_format(),
+    })
+}
+
+/// The text format that prints log enrichment's `envoy_fields: "access_log"` records.
+pub fn access_log_format() -> String {
+    log_enrichment::config::access_log_format(&format!("wasm.{}", log::RECORD))
 }
 
 pub fn run() -> Result<(), String> {
@@ -120,6 +130,15 @@ mod tests {
                 "the README documents {key}, which no filter writes"
             );
         }
+    }
+
+    /// The README and envoy/log-enrichment-lean.yaml give the format the code builds.
+    #[test]
+    fn the_shipped_access_log_format_is_the_contracts() {
+        let format = access_log_format();
+        assert!(include_str!("../../../README.md").contains(&format));
+        let yaml = include_str!("../../../envoy/log-enrichment-lean.yaml");
+        assert!(yaml.contains(&format));
     }
 
     #[test]

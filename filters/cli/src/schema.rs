@@ -365,6 +365,7 @@ mod tests {
                 "upstream_headers": {"x-breakwater-service": "checkout"},
                 "body": {"max_bytes": 4096, "content_types": ["application/json", "text/plain"], "redact_fields": ["customer.ssn", "items[].card"], "keep_fields": ["id", "customer"], "parse_max_bytes": 8192},
                 "separate_fields": false,
+                "envoy_fields": "access_log",
             }),
         }
     }

@@ -7,12 +7,14 @@
 //! end of the stream, a request outside the rate reads only what the `always_keep` classes
 //! need, and nothing more unless one keeps it; a logged one reads the request (and, when
 //! logged, response) header maps, the other filters' filter state and the attributes the record
-//! holds (`response.grpc_status` only for gRPC calls), then writes the record in one
-//! filter-state value. Body callbacks return at once unless `body` is configured.
+//! holds (`response.grpc_status` only for gRPC calls; under `envoy_fields: "access_log"` none
+//! of the ten the access log prints), then writes the record in one filter-state value. Body
+//! callbacks return at once unless `body` is configured.
 
 use crate::config::LogConfig;
 use crate::correlation::{uuid_v4, Action as CorrelationAction, Decision};
 use crate::engine::{is_grpc_call, BodyCapture, BreakerView, Engine, Exchange, FallbackView};
+use crate::sampling::Kept;
 use breakwater_common::filter_state::{
     breaker, fallback, log as keys, BreakerCall, FallbackAnswer,
 };
@@ -170,8 +172,8 @@ fn fallback_view() -> Option<FallbackView> {
 
 impl LogStream {
     /// End of stream, outside the sampling rate: reads only what the `always_keep` classes
-    /// need, and says whether one keeps the request.
-    fn kept_outside_rate(&self, engine: &Engine) -> bool {
+    /// need, and says which one keeps the request, if one does.
+    fn kept_outside_rate(&self, engine: &Engine) -> Option<Kept> {
         let needs = engine.keep_inputs();
         let grpc = needs.grpc && self.grpc;
         let partial = Exchange {
@@ -295,44 +297,53 @@ impl HttpContext for LogStream {
             id: None,
             action: CorrelationAction::Absent,
         });
-        if self.in_rate == Some(false) && !self.kept_outside_rate(&engine) {
-            return;
-        }
+        let decided = match self.in_rate {
+            Some(true) => Some(Kept::Sampled),
+            Some(false) => match self.kept_outside_rate(&engine) {
+                Some(kept) => Some(kept),
+                None => return,
+            },
+            None => None,
+        };
         // In `on_log` a map that is gone (the client left) is empty, never an error.
         let request_headers = shim::header_map_pairs(MapType::HttpRequestHeaders);
         let grpc = is_grpc_call(&request_headers);
         // Read for gRPC calls only: HTTP requests pay no host call for it.
         let grpc_status = grpc.then(grpc_status).flatten();
+        // Under `envoy_fields: "access_log"` the access log prints these itself.
+        let envoy_fields = engine.records_envoy_fields();
+        let property_if = |path: &[&str]| envoy_fields.then(|| envoy::property(path)).flatten();
+        let property_u64_if = |path: &[&str]| envoy_fields.then(|| property_u64(path)).flatten();
         let exchange = Exchange {
-            start_unix_nanos: property_u64(&["request", "time"]),
+            start_unix_nanos: property_u64_if(&["request", "time"]),
             request_headers,
             response_headers: if engine.config().response_headers.is_empty() {
                 Vec::new()
             } else {
                 shim::header_map_pairs(MapType::HttpResponseHeaders)
             },
-            protocol: envoy::property(&["request", "protocol"]),
-            status: status(),
+            protocol: property_if(&["request", "protocol"]),
+            status: envoy_fields.then(status).flatten(),
             grpc_status,
-            response_flags: response_flags(),
+            response_flags: if envoy_fields { response_flags() } else { 0 },
             code_details: envoy::property(&["response", "code_details"]),
-            duration_nanos: duration_nanos(),
-            request_body_bytes: property_u64(&["request", "size"]),
-            response_body_bytes: property_u64(&["response", "size"]),
-            upstream_address: envoy::property(&["upstream", "address"]),
-            cluster: envoy::property(&["xds", "cluster_name"]),
-            route: envoy::property(&["xds", "route_name"]),
+            duration_nanos: envoy_fields.then(duration_nanos).flatten(),
+            request_body_bytes: property_u64_if(&["request", "size"]),
+            response_body_bytes: property_u64_if(&["response", "size"]),
+            upstream_address: property_if(&["upstream", "address"]),
+            cluster: property_if(&["xds", "cluster_name"]),
+            route: property_if(&["xds", "route_name"]),
             source_address: envoy::property(&["source", "address"]),
             breaker: breaker_view(),
             fallback: fallback_view(),
             request_body: self.request_body.take(),
             response_body: self.response_body.take(),
         };
-        let Some(record) = engine.finish_given(&Envoy, &exchange, &correlation, self.in_rate, grpc)
+        let Some(record) = engine.finish_given(&Envoy, &exchange, &correlation, decided, grpc)
         else {
             return;
         };
-        envoy::set_filter_state(keys::RECORD, record.to_json().as_bytes());
+        envoy::set_filter_state(keys::RECORD, engine.record_text(&record).as_bytes());
         if engine.config().separate_fields {
             let mut key = String::with_capacity(64);
             for (field, value) in &record.fields {

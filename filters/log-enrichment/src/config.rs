@@ -148,6 +148,106 @@ pub struct RawConfig {
     /// request).
     #[cfg_attr(feature = "schema", schemars(extend("default" = DEFAULT_SEPARATE_FIELDS)))]
     pub separate_fields: Option<bool>,
+    /// Who writes the fields Envoy's access-log operators can print (timestamp, protocol,
+    /// status, flags, duration, sizes, upstream, cluster, route): "record" (the filter reads
+    /// them into the record) or "access_log" (the access log's format prints them; the record
+    /// leaves them out and is written as JSON members without braces, to be placed inside that
+    /// format's object).
+    #[cfg_attr(feature = "schema", schemars(extend("default" = EnvoyFields::default().as_str())))]
+    pub envoy_fields: Option<EnvoyFields>,
+}
+
+/// Who writes the record fields that Envoy's own access-log operators can print
+/// (`envoy_fields`).
+// Read by hand, like `RedactMode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "schema",
+    derive(JsonSchema),
+    schemars(rename = "envoy_fields", rename_all = "snake_case")
+)]
+pub enum EnvoyFields {
+    /// The filter reads them from Envoy and writes them into the record.
+    #[default]
+    Record,
+    /// The access log's format prints them (ACCESS_LOG_FIELDS); the filter does not read them,
+    /// and writes the record as JSON members without braces.
+    AccessLog,
+}
+
+impl EnvoyFields {
+    pub const ALL: [EnvoyFields; 2] = [EnvoyFields::Record, EnvoyFields::AccessLog];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvoyFields::Record => "record",
+            EnvoyFields::AccessLog => "access_log",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvoyFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        EnvoyFields::ALL
+            .into_iter()
+            .find(|fields| fields.as_str() == text)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "\"{text}\" is not a choice (expected record or access_log)"
+                ))
+            })
+    }
+}
+
+/// With `envoy_fields: "access_log"`, the record fields the access log prints instead of the
+/// filter, each with the format text that prints it. Only operators whose output needs no JSON
+/// escaping are used (numbers, addresses, flag codes, timestamps and configured names);
+/// `envoy.response_code_details` can hold any text, so the filter still writes it.
+pub const ACCESS_LOG_FIELDS: [(&str, &str); 10] = [
+    ("timestamp", "\"%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%\""),
+    ("envoy.protocol", "\"%PROTOCOL%\""),
+    ("http.response.status_code", "%RESPONSE_CODE%"),
+    ("envoy.response_flags", "\"%RESPONSE_FLAGS%\""),
+    ("duration_ms", "%DURATION%"),
+    ("http.request.body.size", "%BYTES_RECEIVED%"),
+    ("http.response.body.size", "%BYTES_SENT%"),
+    ("upstream.address", "\"%UPSTREAM_HOST%\""),
+    ("envoy.cluster", "\"%UPSTREAM_CLUSTER%\""),
+    ("envoy.route", "\"%ROUTE_NAME%\""),
+];
+
+/// The record fields that `envoy_fields: "access_log"` leaves out (the access log prints each,
+/// `network.protocol.version` as `envoy.protocol`).
+pub const LEFT_TO_ACCESS_LOG: [&str; 10] = [
+    "timestamp",
+    "network.protocol.version",
+    "http.response.status_code",
+    "envoy.response_flags",
+    "duration_ms",
+    "http.request.body.size",
+    "http.response.body.size",
+    "upstream.address",
+    "envoy.cluster",
+    "envoy.route",
+];
+
+/// The access log's text format for `envoy_fields: "access_log"`: one JSON object per line,
+/// Envoy's operators first, then the record's members (`record_key`: the filter state holding
+/// the record, `wasm.` included). Without the trailing newline.
+pub fn access_log_format(record_key: &str) -> String {
+    let mut format = String::from("{");
+    for (field, operator) in ACCESS_LOG_FIELDS {
+        format.push('"');
+        format.push_str(field);
+        format.push_str("\":");
+        format.push_str(operator);
+        format.push(',');
+    }
+    format.push_str("%FILTER_STATE(");
+    format.push_str(record_key);
+    format.push_str(":PLAIN)%}");
+    format
 }
 
 /// Who is logging, written into every record.
@@ -1275,6 +1375,7 @@ pub struct LogConfig {
     /// Also write each field as its own filter-state key (`breakwater.log.<field>`); off by
     /// default because ~40 more host calls per request cost about 10 % of Envoy's CPU per request.
     pub separate_fields: bool,
+    pub envoy_fields: EnvoyFields,
 }
 
 impl Default for LogConfig {
@@ -1290,6 +1391,7 @@ impl Default for LogConfig {
             upstream_headers: HeaderList::default(),
             body: None,
             separate_fields: DEFAULT_SEPARATE_FIELDS,
+            envoy_fields: EnvoyFields::default(),
         }
     }
 }
@@ -1349,6 +1451,7 @@ impl LogConfig {
                 .map(|b| check_body(b, &FieldPath::root("body")))
                 .transpose()?,
             separate_fields: raw.separate_fields.unwrap_or(DEFAULT_SEPARATE_FIELDS),
+            envoy_fields: raw.envoy_fields.unwrap_or_default(),
         })
     }
 }

@@ -70,6 +70,13 @@ fn defaults() {
         .contains(&"x-amz-signature".to_string()));
     assert_eq!(c.redact.max_value_bytes, 1024);
     assert!(!c.separate_fields && c.workload_metadata);
+    assert_eq!(c.envoy_fields, EnvoyFields::Record);
+    assert_eq!(
+        LogConfig::parse(br#"{"envoy_fields": "access_log"}"#)
+            .unwrap()
+            .envoy_fields,
+        EnvoyFields::AccessLog
+    );
     let body = LogConfig::parse(br#"{"body": {}}"#).unwrap().body.unwrap();
     assert_eq!(
         (body.max_bytes, body.content_types),
@@ -170,6 +177,7 @@ fn refusals_name_the_field() {
         ),
         (r#"{"body": {"content_types": []}}"#, "body.content_types"),
         (r#"{"separate_fields": 1}"#, "separate_fields"),
+        (r#"{"envoy_fields": "envoy"}"#, "envoy_fields"),
         (r#"{"service": {"name": 5}}"#, "service.name"),
         (r#"{"service": []}"#, "service"),
         (r#"{"redact": {"mode": 1}}"#, "redact.mode"),
@@ -468,6 +476,10 @@ fn errors_explain_themselves() {
             r#"{"separate_fields": 1}"#,
             "separate_fields: invalid type: integer `1`, expected a boolean",
         ),
+        (
+            r#"{"envoy_fields": "Record"}"#,
+            "envoy_fields: \"Record\" is not a choice (expected record or access_log)",
+        ),
     ] {
         let err = LogConfig::parse(json.as_bytes()).unwrap_err();
         assert_eq!(err.to_string(), message, "{json}");
@@ -525,7 +537,8 @@ fn null_means_absent() {
     let all_null = r#"{
       "service": null, "correlation": null, "workload_metadata": null,
       "request_headers": null, "response_headers": null, "redact": null, "sampling": null,
-      "upstream_headers": null, "body": null, "separate_fields": null
+      "upstream_headers": null, "body": null, "separate_fields": null,
+      "envoy_fields": null
     }"#;
     assert_eq!(
         LogConfig::parse(all_null.as_bytes()).unwrap(),
@@ -660,7 +673,8 @@ fn the_default_constants_are_what_the_parser_assumes() {
           "workload_metadata": {DEFAULT_WORKLOAD_METADATA}, "request_headers": [], "response_headers": [],
           "redact": {{"detectors": {detectors:?}, "query_params": {DEFAULT_QUERY_PARAMS:?}, "mode": "mask", "max_value_bytes": {DEFAULT_MAX_VALUE_BYTES}}},
           "sampling": {{"rate": {DEFAULT_SAMPLING_RATE}, "always_keep": {DEFAULT_ALWAYS_KEEP:?}, "slow": "{DEFAULT_SLOW_MS}ms"}},
-          "upstream_headers": {{}}, "separate_fields": {DEFAULT_SEPARATE_FIELDS}
+          "upstream_headers": {{}}, "separate_fields": {DEFAULT_SEPARATE_FIELDS},
+          "envoy_fields": "record"
         }}"#,
         detectors = DEFAULT.iter().map(|d| d.name()).collect::<Vec<_>>(),
     );
@@ -735,6 +749,7 @@ fn the_schema_has_the_defaults_and_bounds() {
         [
             "body",
             "correlation",
+            "envoy_fields",
             "redact",
             "request_headers",
             "response_headers",

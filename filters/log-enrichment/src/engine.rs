@@ -2,7 +2,7 @@
 //! at the end of the stream the sampling decision and the redacted record. The adapter hands
 //! in what Envoy reports ([`Exchange`]) and writes out what this returns.
 
-use crate::config::{Body, LogConfig, MAX_VALUES_PER_HEADER};
+use crate::config::{Body, EnvoyFields, LogConfig, MAX_VALUES_PER_HEADER};
 use crate::correlation::{self, parse_traceparent, Decision};
 use crate::detect::{Detector, KINDS};
 use crate::fields::{self, FieldRules};
@@ -308,21 +308,36 @@ impl Engine {
         sampling::keep_inputs(&self.config.sampling.always_keep)
     }
 
-    /// End of stream, for a request outside the rate: whether an `always_keep` class keeps it,
+    /// End of stream, for a request outside the rate: the `always_keep` class that keeps it,
     /// judged on `partial` (which holds the [`Engine::keep_inputs`] only); counted as sampled
-    /// out when not. A kept request then goes through [`Engine::finish`].
+    /// out when none does. A kept request then goes through [`Engine::finish_given`] with it.
     pub fn kept_outside_rate<H: Host + ?Sized>(
         &self,
         host: &H,
         partial: &Exchange,
         grpc: bool,
-    ) -> bool {
+    ) -> Option<Kept> {
         let outcome = outcome(partial, grpc);
-        let kept = sampling::decide_given(&self.config.sampling, false, &outcome).is_some();
-        if !kept {
+        let kept = sampling::decide_given(&self.config.sampling, false, &outcome);
+        if kept.is_none() {
             bump(host, self.stats.sampled_out);
         }
         kept
+    }
+
+    /// Whether the record holds the fields Envoy's access-log operators can print: when not
+    /// (`envoy_fields: "access_log"`), the adapter does not read them.
+    pub fn records_envoy_fields(&self) -> bool {
+        self.config.envoy_fields == EnvoyFields::Record
+    }
+
+    /// The record as the filter-state value the access log prints: a JSON object, or under
+    /// `envoy_fields: "access_log"` its members alone, for the format's object.
+    pub fn record_text(&self, record: &Record) -> String {
+        match self.config.envoy_fields {
+            EnvoyFields::Record => record.to_json(),
+            EnvoyFields::AccessLog => record.to_json_members(),
+        }
     }
 
     /// End of stream: the record, or `None` when sampling drops the request.
@@ -336,24 +351,27 @@ impl Engine {
         self.finish_given(host, exchange, correlation, None, grpc)
     }
 
-    /// [`Engine::finish`] with what the adapter already knows: its request-time
-    /// [`Engine::in_rate`] (`None`: decided here, from the same key) and whether the request is
-    /// a gRPC call ([`is_grpc_call`] of its headers, which the adapter needs first).
+    /// [`Engine::finish`] with what the adapter already knows: the sampling decision it took
+    /// (`Kept::Sampled` for a request inside the rate at request time, or the class
+    /// [`Engine::kept_outside_rate`] found; `None`: decided here, from the same key), and whether
+    /// the request is a gRPC call ([`is_grpc_call`] of its headers, which the adapter needs
+    /// first). A decision given is not taken again: under `envoy_fields: "access_log"` the
+    /// exchange lacks what it was taken on.
     pub fn finish_given<H: Host + ?Sized>(
         &self,
         host: &H,
         exchange: &Exchange,
         correlation: &Decision,
-        in_rate: Option<bool>,
+        decided: Option<Kept>,
         grpc: bool,
     ) -> Option<Record> {
         let request_id = header(&exchange.request_headers, "x-request-id");
         let outcome = outcome(exchange, grpc);
-        let in_rate = in_rate.unwrap_or_else(|| {
+        let decided = decided.or_else(|| {
             let key = request_id.or(correlation.id.as_deref().map(str::as_bytes));
-            sampling::in_rate(&self.config.sampling, key)
+            sampling::decide(&self.config.sampling, key, &outcome)
         });
-        let Some(kept) = sampling::decide_given(&self.config.sampling, in_rate, &outcome) else {
+        let Some(kept) = decided else {
             bump(host, self.stats.sampled_out);
             return None;
         };
@@ -397,8 +415,11 @@ impl Engine {
             text
         };
         let mut r = Record::with_capacity(40);
+        // Fields the access log's format prints itself under `envoy_fields: "access_log"`
+        // (`LEFT_TO_ACCESS_LOG`) are left out even when the exchange holds them.
+        let envoy = (self.config.envoy_fields == EnvoyFields::Record).then_some(exchange);
 
-        if let Some(ns) = exchange.start_unix_nanos {
+        if let Some(ns) = envoy.and_then(|e| e.start_unix_nanos) {
             r.str("timestamp", rfc3339(ns));
         }
         if let Some(id) = request_id {
@@ -447,11 +468,11 @@ impl Engine {
                 r.str("url.query", redactor.query(query, counts));
             }
         }
-        if let Some(protocol) = &exchange.protocol {
+        if let Some(protocol) = envoy.and_then(|e| e.protocol.as_ref()) {
             let version = protocol.strip_prefix(b"HTTP/").unwrap_or(protocol);
             r.str("network.protocol.version", lossy(version, 16));
         }
-        if let Some(status) = exchange.status {
+        if let Some(status) = envoy.and_then(|e| e.status) {
             r.push("http.response.status_code", Value::Int(u64::from(status)));
         }
         if let Some(call) = &outcome.grpc {
@@ -464,11 +485,8 @@ impl Engine {
                 r.push("rpc.grpc.status_code", Value::Int(u64::from(code)));
             }
         }
-        if exchange.response_flags != 0 {
-            r.str(
-                "envoy.response_flags",
-                FlagSet::describe(exchange.response_flags),
-            );
+        if let Some(flags) = envoy.map(|e| e.response_flags).filter(|f| *f != 0) {
+            r.str("envoy.response_flags", FlagSet::describe(flags));
         }
         if let Some(details) = &exchange.code_details {
             r.str(
@@ -476,22 +494,25 @@ impl Engine {
                 lossy(details, MAX_SHORT_VALUE),
             );
         }
-        if let Some(ns) = exchange.duration_nanos {
+        if let Some(ns) = envoy.and_then(|e| e.duration_nanos) {
             r.push("duration_ms", Value::Millis(ns));
         }
-        if let Some(n) = exchange.request_body_bytes {
+        if let Some(n) = envoy.and_then(|e| e.request_body_bytes) {
             r.push("http.request.body.size", Value::Int(n));
         }
-        if let Some(n) = exchange.response_body_bytes {
+        if let Some(n) = envoy.and_then(|e| e.response_body_bytes) {
             r.push("http.response.body.size", Value::Int(n));
         }
-        if let Some(upstream) = &exchange.upstream_address {
+        if let Some(upstream) = envoy.and_then(|e| e.upstream_address.as_ref()) {
             r.str("upstream.address", lossy(upstream, MAX_SHORT_VALUE));
         }
-        if let Some(cluster) = &exchange.cluster {
+        if let Some(cluster) = envoy.and_then(|e| e.cluster.as_ref()) {
             r.str("envoy.cluster", lossy(cluster, MAX_SHORT_VALUE));
         }
-        if let Some(route) = exchange.route.as_ref().filter(|r| !r.is_empty()) {
+        if let Some(route) = envoy
+            .and_then(|e| e.route.as_ref())
+            .filter(|r| !r.is_empty())
+        {
             r.str("envoy.route", lossy(route, MAX_SHORT_VALUE));
         }
         if let Some(address) = exchange

@@ -2,7 +2,7 @@
 //! sampling, correlation and stats.
 
 use super::*;
-use crate::config::LogConfig;
+use crate::config::{LogConfig, ACCESS_LOG_FIELDS, LEFT_TO_ACCESS_LOG};
 use crate::correlation::Action as CorrelationAction;
 use breakwater_common::host::fake::FakeHost;
 use breakwater_common::testing::test;
@@ -162,6 +162,91 @@ fn a_record_carries_the_documented_fields() {
         Some(0)
     );
     assert_eq!(host.metric("breakwater.log.records"), 1);
+}
+
+#[test]
+fn access_log_mode_leaves_envoys_fields_to_the_format_and_writes_members() {
+    let (record_mode, host) = engine(r#"{"request_headers": ["user-agent"]}"#);
+    let (access_log_mode, _) =
+        engine(r#"{"request_headers": ["user-agent"], "envoy_fields": "access_log"}"#);
+    let mut ex = exchange(&format!("/cart/{FNR}"));
+    ex.response_flags = FlagSet::parse(&["UF"]).unwrap().0;
+    ex.code_details = Some(b"upstream_reset_before_response_started".to_vec());
+    let whole = json_of(&record_mode.finish(&host, &ex, &kept("c")).unwrap());
+    let lean_record = access_log_mode.finish(&host, &ex, &kept("c")).unwrap();
+    let members = access_log_mode.record_text(&lean_record);
+    assert!(
+        !members.starts_with('{') && !members.ends_with('}'),
+        "{members}"
+    );
+    // Placed in the format's object, the members make one JSON object.
+    let format = crate::config::access_log_format("wasm.breakwater_log");
+    let line = format.replace("%FILTER_STATE(wasm.breakwater_log:PLAIN)%", &members);
+    let envoy_printed = line
+        .replace(
+            "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
+            "2026-11-27T03:59:59.999Z",
+        )
+        .replace("%RESPONSE_CODE%", "503")
+        .replace("%DURATION%", "12")
+        .replace("%BYTES_RECEIVED%", "0")
+        .replace("%BYTES_SENT%", "91");
+    let doc: Json = serde_json::from_str(&envoy_printed).unwrap();
+    for left in LEFT_TO_ACCESS_LOG {
+        assert!(
+            field(&whole, left).is_some(),
+            "{left} is in the whole record"
+        );
+        assert!(
+            !members.contains(&format!("\"{left}\":")),
+            "{left} is left to the access log"
+        );
+    }
+    for (printed, _) in ACCESS_LOG_FIELDS {
+        assert!(field(&doc, printed).is_some(), "{printed} is in the line");
+    }
+    // Everything else is the same, redaction included.
+    let mut rest = whole.as_object().unwrap().clone();
+    rest.retain(|key, _| !LEFT_TO_ACCESS_LOG.contains(&key.as_str()));
+    for (key, value) in &rest {
+        assert_eq!(field(&doc, key), Some(value), "{key}");
+    }
+    assert_eq!(text(&doc, "url.path"), "/cart/[REDACTED:no_national_id]");
+    assert_eq!(
+        text(&doc, "envoy.response_code_details"),
+        "upstream_reset_before_response_started"
+    );
+}
+
+#[test]
+fn a_decision_taken_outside_the_rate_is_not_taken_again_on_a_lean_exchange() {
+    let (engine, host) = engine(
+        r#"{"envoy_fields": "access_log", "sampling": {"rate": 0.0, "always_keep": ["5xx"]}}"#,
+    );
+    let partial = Exchange {
+        status: Some(502),
+        ..Exchange::default()
+    };
+    let class = engine.kept_outside_rate(&host, &partial, false);
+    assert_eq!(class, Some(Kept::Class("status")));
+    // The record's exchange has no status: the access log prints it.
+    let mut lean = exchange("/x");
+    lean.status = None;
+    let record = engine.finish_given(&host, &lean, &kept("c"), class, false);
+    let members = engine.record_text(&record.unwrap());
+    assert!(
+        members.contains(r#""breakwater.sampling":"kept:status""#),
+        "{members}"
+    );
+    assert!(
+        engine.finish(&host, &lean, &kept("c")).is_none(),
+        "no status, no class"
+    );
+    assert_eq!(
+        engine.kept_outside_rate(&host, &Exchange::default(), false),
+        None
+    );
+    assert_eq!(host.metric("breakwater.log.sampled_out"), 2);
 }
 
 #[test]

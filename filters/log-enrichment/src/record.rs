@@ -37,16 +37,30 @@ impl Record {
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(64 + self.fields.len() * 48);
         out.push('{');
+        self.write_members(&mut out);
+        out.push('}');
+        out
+    }
+
+    /// The members of [`Record::to_json`]'s object without its braces, for an access-log format
+    /// that writes the object itself (`envoy_fields: "access_log"`).
+    pub fn to_json_members(&self) -> String {
+        let mut out = String::with_capacity(64 + self.fields.len() * 48);
+        self.write_members(&mut out);
+        out
+    }
+
+    fn write_members(&self, out: &mut String) {
         for (i, (key, value)) in self.fields.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            write_json_string(&mut out, key);
+            write_json_string(out, key);
             out.push(':');
             match value {
-                Value::Str(s) => write_json_string(&mut out, s),
+                Value::Str(s) => write_json_string(out, s),
                 Value::Int(n) => out.push_str(&n.to_string()),
-                Value::Millis(ns) => write_millis(&mut out, *ns),
+                Value::Millis(ns) => write_millis(out, *ns),
                 Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
                 Value::List(items) => {
                     out.push('[');
@@ -54,14 +68,12 @@ impl Record {
                         if j > 0 {
                             out.push(',');
                         }
-                        write_json_string(&mut out, item);
+                        write_json_string(out, item);
                     }
                     out.push(']');
                 }
             }
         }
-        out.push('}');
-        out
     }
 }
 
