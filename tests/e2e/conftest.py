@@ -36,6 +36,19 @@ def checked_envoys() -> list[Envoy]:
         assert_no_wasm_failure(envoy)
 
 
+def start_checked_envoy(started: list[Envoy], tmp_path: Path, config_for: Callable[[Path, Path], dict]) -> Envoy:
+    """Starts Envoy (2 workers) on `config_for(access_log, records)`: the paths of the key=value
+    access log and of the log-enrichment records, kept as `.access_log` and `.records`.
+    `started` is the test's `checked_envoys`, which stops and checks it when the test ends."""
+    n = len(started)
+    access_log, records = tmp_path / f"access-{n}.log", tmp_path / f"records-{n}.log"
+    envoy = Envoy(config_for(access_log, records), concurrency=2)
+    started.append(envoy)
+    envoy.start()
+    envoy.access_log, envoy.records = access_log, records
+    return envoy
+
+
 @pytest.fixture
 def upstream():
     with Upstream() as up:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ACCESS_LOG_FORMAT
+from tests.e2e.conftest import ACCESS_LOG_FORMAT, start_checked_envoy
 from tests.harness import (
     Envoy,
     RequestError,
@@ -81,24 +81,11 @@ def envoy_with(upstream, tmp_path, checked_envoys):
     """Starts Envoy (2 workers, raised header limits) with `filters`; `.records` is the file of
     log-enrichment records, `.access_log` the key=value access log. Checked for Wasm failures
     when the test ends, whatever the test asserted."""
-    started: list[Envoy] = checked_envoys
 
     def start(filters: list[dict], route_timeout: str = "5s") -> Envoy:
-        n = len(started)
-        records, access_log = tmp_path / f"records-{n}.log", tmp_path / f"access-{n}.log"
-        config = envoy_config(
-            upstream.port,
-            http_filters=filters,
-            route_timeout=route_timeout,
-            access_log_path=str(access_log),
-            access_log_format=ACCESS_LOG_FORMAT,
-            access_logs=[record_access_log(str(records))],
-        )
-        envoy = Envoy(raise_header_limits(config), concurrency=2)
-        started.append(envoy)
-        envoy.start()
-        envoy.records, envoy.access_log = records, access_log
-        return envoy
+        return start_checked_envoy(checked_envoys, tmp_path, lambda access_log, records: raise_header_limits(
+            envoy_config(upstream.port, http_filters=filters, route_timeout=route_timeout, access_log_path=str(access_log),
+                         access_log_format=ACCESS_LOG_FORMAT, access_logs=[record_access_log(str(records))])))  # fmt: skip
 
     return start
 

@@ -22,7 +22,7 @@ import h2.events
 import h2.exceptions
 import pytest
 
-from tests.e2e.conftest import ACCESS_LOG_FORMAT
+from tests.e2e.conftest import ACCESS_LOG_FORMAT, start_checked_envoy
 from tests.harness import (
     Envoy,
     Upstream,
@@ -82,25 +82,12 @@ def grpc_envoy(grpc_server: GrpcServer, tmp_path: Path, checked_envoys):
     """Starts Envoy (2 workers, connections balanced over them) with `filters` in front of the
     router, the gRPC server as cluster "upstream"; `.access_log` is the key=value log,
     `.records` the log-enrichment records. Checked for Wasm failures when the test ends."""
-    started: list[Envoy] = checked_envoys
 
     def start(filters: list[dict], route_timeout: str = "5s", lean: bool = False) -> Envoy:
-        n = len(started)
-        access_log, records = tmp_path / f"access-{n}.log", tmp_path / f"records-{n}.log"
-        config = grpc_envoy_config(
-            grpc_server.port,
-            http_filters=filters,
-            route_timeout=route_timeout,
-            access_log_path=str(access_log),
-            access_log_format=GRPC_LOG_FORMAT,
-            access_logs=[record_access_log(str(records), lean=lean)],
-            balanced=True,
-        )
-        envoy = Envoy(config, concurrency=2)
-        started.append(envoy)
-        envoy.start()
-        envoy.access_log, envoy.records = access_log, records
-        return envoy
+        return start_checked_envoy(checked_envoys, tmp_path, lambda access_log, records: grpc_envoy_config(
+            grpc_server.port, http_filters=filters, route_timeout=route_timeout, access_log_path=str(access_log),
+            access_log_format=GRPC_LOG_FORMAT, access_logs=[record_access_log(str(records), lean=lean)],
+            balanced=True))  # fmt: skip
 
     return start
 

@@ -159,7 +159,7 @@ pub struct RawConfig {
 
 /// Who writes the record fields that Envoy's own access-log operators can print
 /// (`envoy_fields`).
-// Read by hand, like `RedactMode`.
+// Read by hand (`one_of`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(
     feature = "schema",
@@ -188,16 +188,37 @@ impl EnvoyFields {
 
 impl<'de> Deserialize<'de> for EnvoyFields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        EnvoyFields::ALL
-            .into_iter()
-            .find(|fields| fields.as_str() == text)
-            .ok_or_else(|| {
-                de::Error::custom(format!(
-                    "\"{text}\" is not a choice (expected record or access_log)"
-                ))
-            })
+        one_of(
+            deserializer,
+            &EnvoyFields::ALL,
+            EnvoyFields::as_str,
+            "a choice",
+        )
     }
+}
+
+/// A value of a closed set read by its name, with an error that lists the names (`what`: "a
+/// mode"). Read by hand rather than derived: a derived enum would also take `{"mask": null}`
+/// for `"mask"`, and could not list what it expected.
+fn one_of<'de, D: Deserializer<'de>, T: Copy>(
+    deserializer: D,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Result<T, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            let expected = match names.split_last() {
+                Some((last, [])) => (*last).to_string(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            de::Error::custom(format!("\"{text}\" is not {what} (expected {expected})"))
+        })
 }
 
 /// With `envoy_fields: "access_log"`, the record fields the access log prints instead of the
@@ -372,8 +393,7 @@ fn pattern_schema(schema: &mut schemars::Schema) {
 }
 
 /// How detected values are redacted (`redact.mode`).
-// Read by hand rather than derived: a derived enum would also take `{"mask": null}` for
-// `"mask"`, and could not say "expected mask or hash".
+// Read by hand (`one_of`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(
     feature = "schema",
@@ -402,13 +422,7 @@ impl RedactMode {
 
 impl<'de> Deserialize<'de> for RedactMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        RedactMode::ALL
-            .into_iter()
-            .find(|mode| mode.as_str() == text)
-            .ok_or_else(|| {
-                de::Error::custom(format!("\"{text}\" is not a mode (expected mask or hash)"))
-            })
+        one_of(deserializer, &RedactMode::ALL, RedactMode::as_str, "a mode")
     }
 }
 
@@ -884,18 +898,10 @@ impl JsonSchema for RegexSource {
     }
 }
 
-// Read by hand, like `RedactMode`: only the names, and an error that lists them.
+// Read by hand (`one_of`): only the names, and an error that lists them.
 impl<'de> Deserialize<'de> for Checksum {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Checksum::ALL
-            .into_iter()
-            .find(|c| c.name() == text)
-            .ok_or_else(|| {
-                de::Error::custom(format!(
-                    "\"{text}\" is not a checksum (expected luhn, mod11 or mod97)"
-                ))
-            })
+        one_of(deserializer, &Checksum::ALL, Checksum::name, "a checksum")
     }
 }
 
