@@ -117,6 +117,7 @@ CASES = [
     Case("log", "typical (every record kept)", lambda: [log()], OK),
     Case("log", "personal data to redact", lambda: [log()], OK, url_path=PII_PATH, headers=PII_HEADERS),
     Case("log", "sampled out (rate 0, a 200)", lambda: [log(0.0)], OK),
+    Case("log", "kept outside the rate (rate 0, a 503)", lambda: [log(0.0)], FAILING, expect_status=503),
     Case("log", LEAN_PATH, lambda: [log(lean=True)], OK),
     Case("chain", "healthy (log → fallback → breaker)", lambda: [log(), fallback(), breaker()], OK),
     Case("chain", f"healthy, {LEAN_PATH}", lambda: [log(lean=True), fallback(), breaker()], OK),

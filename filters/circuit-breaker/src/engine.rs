@@ -544,7 +544,9 @@ impl Engine {
             decision,
             state,
         };
-        // Calls are watched for hang detection, and to be released when their key opens.
+        // Calls are watched for hang detection, and to be released when their key opens. After
+        // the release check, which may read the method, whether the call may be gRPC is known
+        // as far as it can be without reading `content-type`.
         let watched = spec.failure.hang_after_ms.is_some() || spec.open.release_after_ms.is_some();
         let mut watch = |t: &mut Ticket, probe: bool, attrs: &mut RequestAttributes<_>| {
             if watched {
@@ -561,19 +563,18 @@ impl Engine {
                     releasable,
                 });
             }
+            t.may_be_grpc = attrs.may_be_grpc();
         };
         match admitted.admission {
             Admission::Pass { epoch } => {
                 let mut passed = ticket(epoch, false, true, Decision::Passed, phase.as_str());
                 watch(&mut passed, false, &mut attrs);
-                passed.may_be_grpc = attrs.may_be_grpc();
                 RequestVerdict::Admitted(passed)
             }
             Admission::Probe { epoch } => {
                 bump(host, b.metrics.probes);
                 let mut probe = ticket(epoch, true, true, Decision::Probe, phase.as_str());
                 watch(&mut probe, true, &mut attrs);
-                probe.may_be_grpc = attrs.may_be_grpc();
                 RequestVerdict::Admitted(probe)
             }
             Admission::Reject { retry_after_ms } => {

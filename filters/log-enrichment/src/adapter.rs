@@ -5,16 +5,16 @@
 //! request headers, with `x-request-id` when the sampling rate is below 1 (the rate's half of
 //! the decision is taken then); the response's content type when bodies are captured. At the
 //! end of the stream, a request outside the rate reads only what the `always_keep` classes
-//! need, and nothing more unless one keeps it; a logged one reads the request (and, when
-//! logged, response) header maps, the other filters' filter state and the attributes the record
-//! holds (`response.grpc_status` only for gRPC calls; under `envoy_fields: "access_log"` none
-//! of the ten the access log prints), then writes the record in one filter-state value. Body
-//! callbacks return at once unless `body` is configured.
+//! need, and nothing more unless one keeps it (what it read is not read again); a logged one
+//! reads the request (and, when logged, response) header maps, the other filters' filter state
+//! and the attributes the record holds (`response.grpc_status` only for gRPC calls; under
+//! `envoy_fields: "access_log"` none of the ten the access log prints), then writes the record
+//! in one filter-state value. Body callbacks return at once unless `body` is configured.
 
 use crate::config::LogConfig;
 use crate::correlation::{uuid_v4, Action as CorrelationAction, Decision};
 use crate::engine::{is_grpc_call, BodyCapture, BreakerView, Engine, Exchange, FallbackView};
-use crate::sampling::Kept;
+use crate::sampling::{KeepInputs, Kept};
 use breakwater_common::filter_state::{
     breaker, fallback, log as keys, BreakerCall, FallbackAnswer,
 };
@@ -172,8 +172,9 @@ fn fallback_view() -> Option<FallbackView> {
 
 impl LogStream {
     /// End of stream, outside the sampling rate: reads only what the `always_keep` classes
-    /// need, and says which one keeps the request, if one does.
-    fn kept_outside_rate(&self, engine: &Engine) -> Option<Kept> {
+    /// need, and says which one keeps the request, if one does; with what it read (`needs`
+    /// says which fields), for the record to reuse.
+    fn kept_outside_rate(&self, engine: &Engine) -> (Option<Kept>, Exchange, KeepInputs) {
         let needs = engine.keep_inputs();
         let grpc = needs.grpc && self.grpc;
         let partial = Exchange {
@@ -189,7 +190,17 @@ impl LogStream {
             fallback: needs.fallback.then(fallback_view).flatten(),
             ..Exchange::default()
         };
-        engine.kept_outside_rate(&Envoy, &partial, grpc)
+        let kept = engine.kept_outside_rate(&Envoy, &partial, grpc);
+        (kept, partial, needs)
+    }
+}
+
+/// A field the sampling decision already read (`already`), or else read now.
+fn or_read<T>(already: bool, value: T, read: impl FnOnce() -> T) -> T {
+    if already {
+        value
+    } else {
+        read()
     }
 }
 
@@ -297,19 +308,26 @@ impl HttpContext for LogStream {
             id: None,
             action: CorrelationAction::Absent,
         });
-        let decided = match self.in_rate {
-            Some(true) => Some(Kept::Sampled),
+        // What deciding sampling outside the rate read is not read again for the record.
+        let (decided, read, already) = match self.in_rate {
             Some(false) => match self.kept_outside_rate(&engine) {
-                Some(kept) => Some(kept),
-                None => return,
+                (Some(kept), read, already) => (Some(kept), read, already),
+                (None, ..) => return,
             },
-            None => None,
+            // Inside the rate (`Some(true)`), or decided with the record (`None`: rate 1).
+            in_rate => (
+                in_rate.map(|_| Kept::Sampled),
+                Exchange::default(),
+                KeepInputs::default(),
+            ),
         };
         // In `on_log` a map that is gone (the client left) is empty, never an error.
         let request_headers = shim::header_map_pairs(MapType::HttpRequestHeaders);
         let grpc = is_grpc_call(&request_headers);
         // Read for gRPC calls only: HTTP requests pay no host call for it.
-        let grpc_status = grpc.then(grpc_status).flatten();
+        let grpc_status = or_read(already.grpc, read.grpc_status, || {
+            grpc.then(grpc_status).flatten()
+        });
         // Under `envoy_fields: "access_log"` the access log prints these itself.
         let envoy_fields = engine.records_envoy_fields();
         let property_if = |path: &[&str]| envoy_fields.then(|| envoy::property(path)).flatten();
@@ -323,19 +341,29 @@ impl HttpContext for LogStream {
                 shim::header_map_pairs(MapType::HttpResponseHeaders)
             },
             protocol: property_if(&["request", "protocol"]),
-            status: envoy_fields.then(status).flatten(),
+            status: or_read(already.status, read.status, || {
+                envoy_fields.then(status).flatten()
+            }),
             grpc_status,
-            response_flags: if envoy_fields { response_flags() } else { 0 },
+            response_flags: or_read(already.response_flags, read.response_flags, || {
+                if envoy_fields {
+                    response_flags()
+                } else {
+                    0
+                }
+            }),
             code_details: envoy::property(&["response", "code_details"]),
-            duration_nanos: envoy_fields.then(duration_nanos).flatten(),
+            duration_nanos: or_read(already.duration, read.duration_nanos, || {
+                envoy_fields.then(duration_nanos).flatten()
+            }),
             request_body_bytes: property_u64_if(&["request", "size"]),
             response_body_bytes: property_u64_if(&["response", "size"]),
             upstream_address: property_if(&["upstream", "address"]),
             cluster: property_if(&["xds", "cluster_name"]),
             route: property_if(&["xds", "route_name"]),
             source_address: envoy::property(&["source", "address"]),
-            breaker: breaker_view(),
-            fallback: fallback_view(),
+            breaker: or_read(already.breaker, read.breaker, breaker_view),
+            fallback: or_read(already.fallback, read.fallback, fallback_view),
             request_body: self.request_body.take(),
             response_body: self.response_body.take(),
         };

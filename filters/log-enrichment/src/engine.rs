@@ -417,7 +417,7 @@ impl Engine {
         let mut r = Record::with_capacity(40);
         // Fields the access log's format prints itself under `envoy_fields: "access_log"`
         // (`LEFT_TO_ACCESS_LOG`) are left out even when the exchange holds them.
-        let envoy = (self.config.envoy_fields == EnvoyFields::Record).then_some(exchange);
+        let envoy = self.records_envoy_fields().then_some(exchange);
 
         if let Some(ns) = envoy.and_then(|e| e.start_unix_nanos) {
             r.str("timestamp", rfc3339(ns));
